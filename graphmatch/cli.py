@@ -1,0 +1,206 @@
+"""Command line: ``graphmatch {train,eval,demo,synth,list}``.
+
+This module only parses arguments into calls of the library; all behaviour lives in the library.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "scan_synthetic.yaml"
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from graphmatch.config import load_config
+    from graphmatch.engine.train import train_experiment
+
+    cfg = load_config(args.config, args.set)
+    summary = train_experiment(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"best epoch {summary['best_epoch']}  val rsum {summary['best_rsum']:.2f}")
+    print(f"checkpoints: {summary['best_checkpoint']} (best), {summary['last_checkpoint']} (last)")
+    return 0
+
+
+def run_eval(checkpoint: str, data: Optional[str], split: str, *, fold5: bool = False, out: Optional[str] = None,
+             device: str = "auto", max_images: Optional[int] = None, progress: bool = True) -> Dict[str, Any]:
+    """Evaluate a checkpoint on a split; write the JSON report; return it."""
+    from graphmatch.data.dataset import MatchingData
+    from graphmatch.data.precomp import load_precomp
+    from graphmatch.engine.checkpoint import load_checkpoint, resolve_checkpoint_dir
+    from graphmatch.engine.evaluator import evaluate, read_hard_negatives
+    from graphmatch.engine.train import resolve_device
+    from graphmatch.utils.io import atomic_write_json
+
+    dev = resolve_device(device)
+    model, cfg, vocab, state = load_checkpoint(checkpoint, map_location=dev)
+    root = data or cfg.data.root
+    split_data = load_precomp(root, split)
+    img_dim = getattr(getattr(model, "image_encoder", None), "img_dim", None)
+    if img_dim is not None and split_data.feature_dim != img_dim:
+        raise ValueError(f"{root}/{split}_ims.npy has {split_data.feature_dim}-d features; "
+                         f"the checkpoint expects {img_dim}")
+    md = MatchingData(split_data, vocab)
+    images = None if max_images is None else list(range(min(max_images, md.n_images)))
+    t0 = time.time()
+    metrics = evaluate(model, md, fold5=fold5, batch_size=cfg.eval.batch_size, img_chunk=cfg.eval.img_chunk,
+                       cap_chunk=cfg.eval.cap_chunk, device=dev, image_indices=images,
+                       hard_negatives=read_hard_negatives(root, split), progress=progress)
+    report = {
+        "checkpoint": str(resolve_checkpoint_dir(checkpoint)),
+        "data": str(root),
+        "split": split,
+        "protocol": "5-fold 1K" if fold5 else "all",
+        "n_images": md.n_images if images is None else len(images),
+        "n_captions": md.n_captions if images is None else int(sum(len(md.split.captions_of_image[i]) for i in images)),
+        "epoch": state.get("epoch"),
+        "seconds": round(time.time() - t0, 2),
+        "metrics": metrics,
+    }
+    out_path = Path(out) if out else resolve_checkpoint_dir(checkpoint) / f"eval_{split}{'_fold5' if fold5 else ''}.json"
+    atomic_write_json(out_path, report)
+    report["report_path"] = str(out_path)
+    return report
+
+
+def _print_report(report: Dict[str, Any]) -> None:
+    from graphmatch.metrics import format_metrics_table
+
+    m = report["metrics"]
+    print(f"{report['split']} ({report['protocol']}): {report['n_images']} images, {report['n_captions']} captions")
+    print(format_metrics_table(m))
+    if "hardneg_acc" in m:
+        kinds = ", ".join(f"{k[len('hardneg_acc_'):]} {v:.1f}%" for k, v in m.items()
+                          if k.startswith("hardneg_acc_"))
+        print(f"hard negatives ranked below their true caption: {m['hardneg_acc']:.1f}% of {m['hardneg_n']} ({kinds})")
+    print(f"report: {report['report_path']}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    report = run_eval(args.checkpoint, args.data, args.split, fold5=args.fold5, out=args.out, device=args.device,
+                      max_images=args.max_images, progress=not args.quiet)
+    if args.json:
+        _print_json(report)
+    else:
+        _print_report(report)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from graphmatch.config import load_config
+    from graphmatch.engine.train import train_experiment
+
+    out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    overrides = [f"output_dir={out}", f"data.root={args.data}", *args.set]
+    if args.minutes is not None:
+        overrides.append(f"train.max_minutes={args.minutes}")
+    cfg = load_config(args.config, overrides)
+    print(f"graphmatch demo: SCAN (t2i) on SYNTHETIC scenes in {cfg.data.root} -> {cfg.output_dir}")
+    t0 = time.time()
+    summary = train_experiment(cfg, progress=not args.quiet)
+    print(f"trained {summary['epochs_done']} epochs in {(time.time() - t0) / 60:.1f} min; "
+          f"best validation rsum {summary['best_rsum']:.1f} (epoch {summary['best_epoch']})")
+    report = run_eval(summary["best_checkpoint"], cfg.data.root, cfg.data.test_split, device=cfg.train.device,
+                      progress=not args.quiet)
+    _print_report(report)
+    print(f"checkpoint: {summary['best_checkpoint']}")
+    print(f"training log: {Path(cfg.output_dir) / 'log.jsonl'}; curves: {Path(cfg.output_dir) / 'curves.png'}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from graphmatch.data.synthetic import generate_synthetic
+
+    summary = generate_synthetic(args.out, n_train=args.n_train, n_dev=args.n_dev, n_test=args.n_test,
+                                 captions_per_image=args.captions_per_image, n_regions=args.regions,
+                                 feature_dim=args.feature_dim, seed=args.seed, progress=True)
+    _print_json(summary)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from graphmatch.registry import list_all
+
+    for kind, names in list_all().items():
+        print(f"{kind}: {', '.join(names) if names else '(none)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphmatch", description="Graph-based fine-grained image-sentence matching.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("config", help="YAML config file (see experiments/configs/)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-4")
+    t.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint (retrieval R@K, rsum, medr/meanr)")
+    e.add_argument("checkpoint", help="checkpoint folder (or a run folder: uses checkpoints/best)")
+    e.add_argument("--data", help="precomp data folder (default: the one in the checkpoint's config)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--fold5", action="store_true", help="MS-COCO 5-fold 1K protocol (default: all images, e.g. 5K)")
+    e.add_argument("--out", help="JSON report path (default: <checkpoint>/eval_<split>.json)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--max-images", type=int, help="evaluate on the first N images only")
+    e.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("demo", help="generate SYNTHETIC data, train SCAN for a few minutes on CPU, evaluate")
+    d.add_argument("--data", default="data/synthetic", help="where the synthetic data lives / is generated")
+    d.add_argument("--out", help="run folder (default: runs/demo-<timestamp>)")
+    d.add_argument("--config", default=str(DEMO_CONFIG))
+    d.add_argument("--minutes", type=float, help="training time limit (default: the config's)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("synth", help="write the SYNTHETIC scenes data set in the precomp layout")
+    s.add_argument("--out", default="data/synthetic")
+    s.add_argument("--n-train", type=int, default=3000)
+    s.add_argument("--n-dev", type=int, default=300)
+    s.add_argument("--n-test", type=int, default=500)
+    s.add_argument("--captions-per-image", type=int, default=5)
+    s.add_argument("--regions", type=int, default=12)
+    s.add_argument("--feature-dim", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth)
+
+    ls = sub.add_parser("list", help="list registered matchers, encoders, GNN layers, ...")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from graphmatch.config import ConfigError
+    from graphmatch.engine.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"graphmatch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last complete checkpoint is kept (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Set up and run a training experiment from an :class:`~graphmatch.config.ExperimentConfig`.
+
+Output folder layout (``cfg.output_dir``)::
+
+    config.json               the resolved config
+    vocab.json                the vocabulary
+    log.jsonl                 one record per epoch (loss, lr, validation metrics)
+    checkpoints/last/         resumable checkpoint (end of every epoch, or every N steps)
+    checkpoints/best/         the checkpoint with the best validation rsum
+    curves.png                loss and validation rsum per epoch
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from graphmatch.config import ExperimentConfig, save_config
+from graphmatch.data.dataset import MatchingData
+from graphmatch.data.precomp import load_precomp
+from graphmatch.data.vocab import Vocabulary
+from graphmatch.engine.checkpoint import (
+    CheckpointError, load_trainer_state, read_checkpoint_config, resolve_checkpoint_dir, load_weights,
+    save_checkpoint,
+)
+from graphmatch.engine.evaluator import evaluate
+from graphmatch.engine.hooks import (
+    CheckpointHook, LossEpochHook, ProgressHook, StepLRHook, TimeLimitHook, ValidationHook,
+)
+from graphmatch.engine.trainer import Trainer
+from graphmatch.losses import ContrastiveLoss
+from graphmatch.models import build_matcher
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but CUDA is not available on this machine")
+    return name
+
+
+def prepare_data(cfg: ExperimentConfig) -> None:
+    """Generate the SYNTHETIC data into ``cfg.data.root`` when ``cfg.data.synthetic`` is set."""
+    if cfg.data.synthetic:
+        from graphmatch.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(cfg.data.root, progress=True)
+
+
+def build_vocab(cfg: ExperimentConfig, train_captions: Any) -> Vocabulary:
+    if cfg.data.vocab:
+        return Vocabulary.load(cfg.data.vocab)
+    return Vocabulary.build(train_captions, min_count=cfg.data.vocab_min_count)
+
+
+def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Train ``cfg``'s model on its training split, validating every epoch by rsum.
+
+    With ``resume``, continue from ``<output_dir>/checkpoints/last`` (its config must describe the
+    same model and data). Returns a summary: best epoch and metrics, checkpoint paths.
+    """
+    out = Path(cfg.output_dir)
+    last_dir = out / "checkpoints" / "last"
+    best_dir = out / "checkpoints" / "best"
+    device = resolve_device(cfg.train.device)
+    prepare_data(cfg)
+
+    saved_vocab: Optional[Vocabulary] = None
+    if resume:
+        d, old_cfg, _ = read_checkpoint_config(last_dir)
+        for section in ("model", "data"):
+            if getattr(old_cfg, section) != getattr(cfg, section):
+                raise CheckpointError(
+                    f"--resume: the '{section}' section of the config differs from the one in {d}/config.json; "
+                    "resume with the same config (train.epochs may change) or start a new output_dir"
+                )
+        saved_vocab = Vocabulary.load(d / "vocab.json")
+    elif (last_dir / "config.json").exists():
+        raise FileExistsError(
+            f"{out} already holds a run (checkpoints/last); pass --resume to continue it, or choose another "
+            f"output_dir (--set output_dir=...)"
+        )
+
+    seed_everything(cfg.train.seed)
+    train_split = load_precomp(cfg.data.root, cfg.data.train_split, check_finite=cfg.data.check_finite)
+    val_split = load_precomp(cfg.data.root, cfg.data.val_split, check_finite=cfg.data.check_finite)
+    vocab = saved_vocab or build_vocab(cfg, train_split.captions)
+    train_data, val_data = MatchingData(train_split, vocab), MatchingData(val_split, vocab)
+    img_dim = train_split.feature_dim
+    model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab).to(device)
+    model_meta = {"matcher": cfg.model.matcher.name, "img_dim": img_dim, "vocab_size": len(vocab),
+                  "n_parameters": sum(p.numel() for p in model.parameters())}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
+    loss_fn = ContrastiveLoss(margin=cfg.train.margin, max_violation=cfg.train.max_violation,
+                              reduction=cfg.train.loss_reduction, warmup_epochs=cfg.train.warmup_epochs)
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.json")
+    vocab.save(out / "vocab.json")
+
+    val_images = None
+    if cfg.data.max_val_images is not None:
+        val_images = list(range(min(cfg.data.max_val_images, val_data.n_images)))
+
+    def run_validation() -> Dict[str, Any]:
+        e = cfg.eval
+        return evaluate(model, val_data, batch_size=e.batch_size, img_chunk=e.img_chunk, cap_chunk=e.cap_chunk,
+                        device=device, image_indices=val_images)
+
+    trainer: Trainer  # defined below; the closures read it at call time
+
+    def save(path: Path, with_trainer_state: bool) -> None:
+        state = {"epoch": trainer.epoch + (1 if trainer.epoch_complete else 0), "global_step": trainer.global_step,
+                 **{k: v for k, v in trainer.storage.items()}}
+        save_checkpoint(path, model, cfg, vocab, model_meta=model_meta, state=state,
+                        trainer_state=trainer.state_dict() if with_trainer_state else None)
+
+    hooks = [
+        StepLRHook(cfg.train.lr, cfg.train.lr_decay_epochs, cfg.train.lr_decay),
+        LossEpochHook(),
+        ProgressHook(log_every=cfg.train.log_every, enabled=progress),
+        ValidationHook(run_validation, lambda: save(best_dir, False), log_file=out / "log.jsonl", echo=progress),
+        CheckpointHook(lambda: save(last_dir, True), every_steps=cfg.train.checkpoint_every),
+    ]
+    if cfg.train.max_minutes is not None:
+        hooks.append(TimeLimitHook(cfg.train.max_minutes))
+    trainer = Trainer(model=model, optimizer=optimizer, loss_fn=loss_fn, data=train_data,
+                      batch_size=cfg.train.batch_size, epochs=cfg.train.epochs, seed=cfg.train.seed, device=device,
+                      grad_clip=cfg.train.grad_clip, max_steps_per_epoch=cfg.train.max_steps_per_epoch,
+                      num_workers=cfg.train.num_workers, hooks=hooks)
+
+    if resume:
+        d = resolve_checkpoint_dir(last_dir)
+        load_weights(model, d / "model.safetensors")
+        trainer.load_state_dict(load_trainer_state(d))
+        import json
+
+        saved = json.loads((d / "state.json").read_text(encoding="utf-8"))
+        for k in ("history", "best_rsum", "best_epoch", "best_metrics"):
+            if k in saved:
+                trainer.storage[k] = saved[k]
+        log.info("resumed from %s at epoch %d step %d", d, trainer.epoch + 1, trainer.step_in_epoch)
+
+    storage = trainer.train()
+    plot_curves(storage.get("history", []), out / "curves.png")
+    return {
+        "output_dir": str(out),
+        "best_checkpoint": str(best_dir),
+        "last_checkpoint": str(last_dir),
+        "best_epoch": storage.get("best_epoch"),
+        "best_rsum": storage.get("best_rsum"),
+        "best_metrics": storage.get("best_metrics"),
+        "epochs_done": trainer.epoch,
+        "history": storage.get("history", []),
+    }
+
+
+def plot_curves(history: list, path: Path) -> Optional[Path]:
+    """Training loss and validation rsum per epoch as a PNG (skipped without matplotlib)."""
+    if not history:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from graphmatch.utils.io import atomic_path
+
+    ep = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    ax1.plot(ep, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(ep, [h.get("rsum", float("nan")) for h in history], "s-", color="tab:red", label="val rsum")
+    ax2.set_ylabel("validation rsum", color="tab:red")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from graphmatch.config import ConfigError, ExperimentConfig, load_config, parse_override
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "experiments" / "configs").glob("*.yaml"))
+
+
+def write(tmp_path, text, name="cfg.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_typed():
+    cfg = load_config()
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.model.matcher.name == "scan" and cfg.train.lr == pytest.approx(2e-4)
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    p = write(tmp_path, "train:\n  lr: 1e-3\n  epochs: 3\nmodel:\n  embed_dim: 64\n")
+    cfg = load_config(p, ["train.lr=2.5e-4", "model.matcher.agg=mean", "train.lr_decay_epochs=[1, 2]",
+                          "data.vocab=null"])
+    assert cfg.train.lr == pytest.approx(2.5e-4)
+    assert isinstance(cfg.train.lr, float)
+    assert cfg.train.epochs == 3 and cfg.model.embed_dim == 64
+    assert cfg.model.matcher.agg == "mean" and cfg.train.lr_decay_epochs == [1, 2]
+    assert cfg.data.vocab is None
+
+
+def test_int_accepted_for_float(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  lr: 1\n"))
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("train:\n  lrr: 0.1\n", "unknown key 'train.lrr'"),
+    ("train:\n  epochs: ten\n", "'train.epochs' must be int"),
+    ("model:\n  embed_dim: 1.5\n", "'model.embed_dim' must be int"),
+    ("train:\n  max_violation: 1\n", "'train.max_violation' must be bool"),
+    ("model: 3\n", "'model' must be a mapping"),
+    ("bogus: 1\n", "unknown key 'bogus'"),
+])
+def test_file_errors_name_key_and_file(tmp_path, text, needle):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert needle in str(e.value) and str(p) in str(e.value)
+
+
+def test_unknown_key_suggests_close_name(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean lr"):
+        load_config(write(tmp_path, "train:\n  lrr: 0.1\n"))
+
+
+def test_override_errors_name_the_override():
+    with pytest.raises(ConfigError, match=r"--set train.epochs=abc: 'train.epochs' must be int"):
+        load_config(None, ["train.epochs=abc"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["train.epochs"])
+    with pytest.raises(ConfigError, match="not a section"):
+        load_config(None, ["name.sub=1"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "train: [1,\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_parse_override_values():
+    assert parse_override("a.b=1e-4") == (["a", "b"], 1e-4)
+    assert parse_override("a=true") == (["a"], True)
+    assert parse_override("a=hello") == (["a"], "hello")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
