@@ -41,7 +41,7 @@ def test_training_lowers_loss_and_raises_rsum(tiny_synthetic, tmp_path):
     assert hist[-1]["loss"] < 0.8 * hist[0]["loss"]
     assert summary["best_rsum"] > rsum0 + 30, (rsum0, [h["rsum"] for h in hist])
     out = tmp_path / "run"
-    for f in ("config.json", "vocab.json", "log.jsonl", "curves.png", "checkpoints/best/model.safetensors",
+    for f in ("config.yaml", "vocab.json", "log.jsonl", "curves.png", "checkpoints/best/model.safetensors",
               "checkpoints/last/trainer.pt"):
         assert (out / f).exists(), f
     assert len((out / "log.jsonl").read_text().splitlines()) == 4

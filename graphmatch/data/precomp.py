@@ -173,7 +173,7 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(f)
             else:
                 shape, _, dtype = np.lib.format._read_array_header(f, version)  # (3, 0)
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, AttributeError) as e:
         raise DataError(f"{path}: not a readable .npy file ({e})") from e
     return tuple(shape), np.dtype(dtype)
 
@@ -331,7 +331,7 @@ def _map_captions(ids: Optional[list[str]], ids_path: Path, caps_path: Path, ims
 
 def load_precomp(root: PathLike, split: str, *, mmap: bool = True,
                  check_finite: bool = True) -> PrecompSplit:
-    """Load split ``split`` of the precomp folder ``root`` (see the module docstring for the layout).
+    """Load split ``split`` of the precomp folder ``root`` (layout: see the module docstring).
 
     Args:
         root: the dataset folder.

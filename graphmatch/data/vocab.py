@@ -135,7 +135,10 @@ class Vocabulary:
         return self._index.get(word, 1)
 
     def encode(self, text_or_tokens: Union[str, Sequence[str]]) -> list[int]:
-        """Map a caption (tokenised with :func:`tokenize`) or a token list to ids; unknown -> unk."""
+        """Map a caption (tokenised with :func:`tokenize`) or a token list to ids.
+
+        Unknown tokens map to :attr:`unk_id`.
+        """
         toks = tokenize(text_or_tokens) if isinstance(text_or_tokens, str) else text_or_tokens
         get = self._index.get
         return [get(t, 1) for t in toks]
@@ -154,7 +157,7 @@ class Vocabulary:
         return out
 
     def decode(self, ids: Iterable[int], *, skip_pad: bool = True) -> str:
-        """Map ids back to a space-joined string (``<pad>`` dropped unless ``skip_pad`` is False)."""
+        """Map ids back to a space-joined string (``<pad>`` dropped unless ``skip_pad=False``)."""
         return " ".join(self.decode_tokens(ids, skip_pad=skip_pad))
 
     # ------------------------------------------------------------------ persistence

@@ -85,7 +85,7 @@ def resolve_checkpoint_dir(path: PathLike) -> Path:
         if old.is_dir():
             return old
         raise CheckpointError(f"checkpoint not found: {path}")
-    if not (p / "config.json").exists() and (p / "checkpoints" / "best" / "config.json").exists():
+    if (p / "checkpoints" / "best" / "config.json").exists():
         p = p / "checkpoints" / "best"
     return p
 

@@ -2,7 +2,7 @@
 
 Output folder layout (``cfg.output_dir``)::
 
-    config.json               the resolved config
+    config.yaml               the resolved config (a valid input of ``graphmatch train``)
     vocab.json                the vocabulary
     log.jsonl                 one record per epoch (loss, lr, validation metrics)
     checkpoints/last/         resumable checkpoint (end of every epoch, or every N steps)
@@ -108,7 +108,7 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
                               reduction=cfg.train.loss_reduction, warmup_epochs=cfg.train.warmup_epochs)
 
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.json")
+    save_config(cfg, out / "config.yaml")
     vocab.save(out / "vocab.json")
 
     val_images = None

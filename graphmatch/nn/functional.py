@@ -43,7 +43,12 @@ flattened query slots).  Since ``a_t`` is a combination of context vectors,
 so the ``[pairs, m, D]`` tensor of attended vectors is never materialised; the
 cost beyond the single matrix product is ``O(pairs * m * n^2)`` instead of
 ``O(pairs * m * n * D)``.  The squared norm is clamped at 0 before the square
-root to absorb rounding.
+root to absorb rounding.  For moderate ``lambda_softmax`` the unnormalised
+weights ``exp(lambda_softmax * sbar)`` are used (``|sbar| <= 1`` bounds them)
+and the softmax normaliser is divided out of the two reductions.  Captions are processed in blocks (``chunk``), in
+order of length, each block cut to its longest caption.  Without autograd the
+intermediate buffers are reused in place and, for float32 on CPU, the matrix
+product runs through oneDNN (see :data:`ONEDNN_MATMUL`).
 
 Deviations from the released code
 ---------------------------------
@@ -52,8 +57,8 @@ Deviations from the released code
   ``cap_lens[c]`` inside a loop.  Padded slots are zeroed on entry and are
   excluded from the query-axis l2 norm, the softmax and the aggregation, so
   padding never changes a score.  Real slots need not form a prefix.
-  Results equal the released formulation (up to float rounding) whether or not
-  there is padding; with no padding the computations coincide.
+  Results equal the released formulation up to float rounding (the tests
+  check 1e-5 in float32), with or without padding.
 * The ``lse`` aggregation uses ``torch.logsumexp`` (identical value, no
   overflow for large ``lambda_lse``).
 * Images or captions without any real slot raise ``ValueError`` instead of
@@ -86,6 +91,15 @@ __all__ = [
 
 AGGREGATIONS: tuple[str, ...] = ("lse", "mean", "max", "sum")
 _LEAKY_SLOPE = 0.1
+# Up to this |lambda_softmax| the attention weights exp(lambda * sbar), |sbar| <= 1,
+# their sums and squared sums stay far from float32 overflow and underflow.
+_EXP_SAFE_LAMBDA = 20.0
+
+#: Use oneDNN (``Tensor.to_mkldnn`` + ``F.linear``) for the float32 CPU matrix
+#: product of the batched scorers when no gradient is needed.  On CPUs where
+#: the default BLAS does not use the widest vector units (e.g. MKL on AMD Zen)
+#: this is about twice as fast.  Falls back to ``torch.mm`` if unavailable.
+ONEDNN_MATMUL: bool = True
 
 
 # ---------------------------------------------------------------------------
@@ -172,9 +186,11 @@ def func_attention(query: Tensor, context: Tensor, *, smooth: float, eps: float 
 # ---------------------------------------------------------------------------
 # Input validation
 # ---------------------------------------------------------------------------
-def _check_agg(agg: str) -> None:
+def _check_agg(agg: str, lambda_lse: float) -> None:
     if agg not in AGGREGATIONS:
         raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
+    if agg == "lse" and lambda_lse == 0:
+        raise ValueError("lambda_lse must be non-zero for agg='lse'")
 
 
 def _check_set(x: Tensor, mask: Optional[Tensor], name: str, mask_name: str, item: str) -> Tensor:
@@ -211,9 +227,14 @@ def _check_set(x: Tensor, mask: Optional[Tensor], name: str, mask_name: str, ite
 
 
 def _validate(
-    images: Tensor, image_mask: Optional[Tensor], words: Tensor, word_mask: Optional[Tensor], agg: str
+    images: Tensor,
+    image_mask: Optional[Tensor],
+    words: Tensor,
+    word_mask: Optional[Tensor],
+    agg: str,
+    lambda_lse: float,
 ) -> tuple[Tensor, Tensor]:
-    _check_agg(agg)
+    _check_agg(agg, lambda_lse)
     image_mask = _check_set(images, image_mask, "images", "image_mask", "image")
     word_mask = _check_set(words, word_mask, "words", "word_mask", "caption")
     if images.shape[2] != words.shape[2]:
@@ -257,6 +278,7 @@ def _xattn_block(
     lambda_lse: float,
     eps: float,
     inplace: bool,
+    context_onednn: Optional[Tensor] = None,
 ) -> Tensor:
     """Cross-attention scores between every query set and every context set.
 
@@ -268,6 +290,8 @@ def _xattn_block(
         context_mask: context mask, or ``None`` when no context slot is padded.
         gram: per-owner Gram matrices of ``context``.
         inplace: reuse intermediate buffers (only when no gradient is needed).
+        context_onednn: ``context`` as a ``[Nk * n, D]`` oneDNN tensor, to
+            compute the dot products with oneDNN; ``None`` uses ``torch.mm``.
 
     Shapes:
         queries: [Nq, m, D], query_mask: [Nq, m], query_norm: [Nq, m]
@@ -279,26 +303,63 @@ def _xattn_block(
     nq, m, d = queries.shape
     nk, n, _ = context.shape
     # All dot products with one matrix product: S[k, j, q, t] = k_j . q_t.
-    s = torch.mm(context.reshape(nk * n, d), queries.reshape(nq * m, d).t()).view(nk, n, nq, m)
+    s = _dots(context.reshape(nk * n, d), queries.reshape(nq * m, d), context_onednn)
+    s = s.view(nk, n, nq, m)
     # Clipped l2 norm over the query slots t, times lambda_softmax.  Padded
     # queries are zero vectors: their entries are 0 and add nothing to the norm.
     attn = F.leaky_relu(s, _LEAKY_SLOPE)
     scale = lambda_softmax / (torch.linalg.vector_norm(attn, 2, dim=3, keepdim=True) + eps)
     logits = attn.mul_(scale) if inplace else attn * scale
-    # Softmax over the real context slots j (dim 1).
+    # Softmax over the real context slots j (dim 1).  (Zero padded context
+    # vectors would only rescale a_t, which the cosine ignores; they are
+    # masked anyway so that alpha is exactly the attention over real slots.)
     if context_mask is not None:
         pad = ~context_mask.view(nk, n, 1, 1)
-        logits = logits.masked_fill_(pad, float("-inf")) if inplace else logits.masked_fill(pad, float("-inf"))
-    alpha = torch.softmax(logits, dim=1)  # [Nk, n, Nq, m]
+        neg_inf = float("-inf")
+        logits = logits.masked_fill_(pad, neg_inf) if inplace else logits.masked_fill(pad, neg_inf)
+    # Attention weights u = Z * alpha.  Since |sbar| <= 1, |logits| <= |lambda|,
+    # and for moderate lambda exp() needs no max shift; the normaliser Z is
+    # divided out of the two small reductions below instead of the full tensor.
+    if abs(lambda_softmax) <= _EXP_SAFE_LAMBDA and s.dtype in (torch.float32, torch.float64):
+        u = logits.exp_() if inplace else logits.exp()
+    else:
+        u = torch.softmax(logits, dim=1)
     del attn, logits
+    z = u.sum(dim=1)  # [Nk, Nq, m]
     # q_t . a_t = sum_j alpha_j S_j  and  ||a_t||^2 = alpha^T G alpha.
-    num = (s.mul_(alpha) if inplace else s * alpha).sum(dim=1)  # [Nk, Nq, m]
+    num = (s.mul_(u) if inplace else s * u).sum(dim=1).div_(z)  # [Nk, Nq, m]
     del s
-    g_alpha = torch.bmm(gram, alpha.view(nk, n, nq * m)).view(nk, n, nq, m)
-    sq = (g_alpha.mul_(alpha) if inplace else g_alpha * alpha).sum(dim=1)
-    del g_alpha, alpha
+    g_u = torch.bmm(gram, u.view(nk, n, nq * m)).view(nk, n, nq, m)
+    sq = (g_u.mul_(u) if inplace else g_u * u).sum(dim=1).div_(z * z)
+    del g_u, u
     rel = num / (query_norm.unsqueeze(0) * sq.clamp(min=0.0).sqrt()).clamp(min=eps)
     return _aggregate(rel, query_mask.unsqueeze(0).expand_as(rel), agg, lambda_lse)
+
+
+def _onednn(x: Tensor) -> Optional[Tensor]:
+    """``x`` [N, D] as a oneDNN tensor when the oneDNN path applies, else ``None``."""
+    if not (
+        ONEDNN_MATMUL
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and torch.backends.mkldnn.is_available()
+    ):
+        return None
+    try:
+        return x.contiguous().to_mkldnn()
+    except RuntimeError:
+        return None
+
+
+def _dots(x: Tensor, y: Tensor, x_onednn: Optional[Tensor]) -> Tensor:
+    """All dot products ``x @ y.T`` ([N, D] x [M, D] -> [N, M])."""
+    if x_onednn is not None:
+        try:
+            return F.linear(x_onednn, y.contiguous()).to_dense()
+        except RuntimeError:
+            pass
+    return torch.mm(x, y.t())
 
 
 def _compaction_order(mask: Tensor) -> Optional[Tensor]:
@@ -332,7 +393,7 @@ def _scan_batched(
     eps: float,
     chunk: Optional[int],
 ) -> Tensor:
-    image_mask, word_mask = _validate(images, image_mask, words, word_mask, agg)
+    image_mask, word_mask = _validate(images, image_mask, words, word_mask, agg, lambda_lse)
     n_img, n_cap = images.shape[0], words.shape[0]
     if n_img == 0 or n_cap == 0:
         return images.new_zeros(n_img, n_cap)
@@ -369,15 +430,22 @@ def _scan_batched(
             w = w.masked_fill(~wm.unsqueeze(-1), 0.0)
         return w, wm
 
-    kw = dict(lambda_softmax=lambda_softmax, agg=agg, lambda_lse=lambda_lse, eps=eps, inplace=inplace)
+    kw = dict(
+        lambda_softmax=lambda_softmax, agg=agg, lambda_lse=lambda_lse, eps=eps, inplace=inplace
+    )
     blocks = []
     if direction == "t2i":
         gram = torch.bmm(images, images.transpose(1, 2))  # [n_img, R, R]
         ctx_mask = image_mask if image_padded else None
+        images_onednn = _onednn(images.reshape(-1, images.shape[2])) if inplace else None
         for c0 in range(0, n_cap, chunk):
             w, wm = caption_block(c0, min(c0 + chunk, n_cap))
             w_norm = torch.linalg.vector_norm(w, 2, dim=-1)
-            blocks.append(_xattn_block(w, wm, w_norm, images, ctx_mask, gram, **kw))
+            blocks.append(
+                _xattn_block(
+                    w, wm, w_norm, images, ctx_mask, gram, context_onednn=images_onednn, **kw
+                )
+            )  # [n_img, c1 - c0]
     else:
         # i2t: queries are regions, context are words.
         image_norm = torch.linalg.vector_norm(images, 2, dim=-1)
@@ -385,7 +453,12 @@ def _scan_batched(
             w, wm = caption_block(c0, min(c0 + chunk, n_cap))
             gram = torch.bmm(w, w.transpose(1, 2))  # [chunk, m, m]
             ctx_mask = None if bool(wm.all()) else wm
-            blocks.append(_xattn_block(images, image_mask, image_norm, w, ctx_mask, gram, **kw).t())
+            w_onednn = _onednn(w.reshape(-1, w.shape[2])) if inplace else None
+            blocks.append(
+                _xattn_block(
+                    images, image_mask, image_norm, w, ctx_mask, gram, context_onednn=w_onednn, **kw
+                ).t()
+            )  # [n_img, c1 - c0]
     scores = torch.cat(blocks, dim=1)  # [n_img, n_cap], captions in sorted order
     return scores[:, torch.argsort(order)]
 
@@ -522,7 +595,7 @@ def _scan_loop(
     lambda_lse: float,
     eps: float,
 ) -> Tensor:
-    image_mask_v, word_mask_v = _validate(images, image_mask, words, word_mask, agg)
+    image_mask_v, word_mask_v = _validate(images, image_mask, words, word_mask, agg, lambda_lse)
     n_img, n_cap = images.shape[0], words.shape[0]
     if n_img == 0 or n_cap == 0:
         return images.new_zeros(n_img, n_cap)
