@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -75,7 +76,7 @@ def _print_report(report: Dict[str, Any]) -> None:
     from graphmatch.metrics import format_metrics_table
 
     m = report["metrics"]
-    print(f"{report['split']} ({report['protocol']}): {report['n_images']} images, {report['n_captions']} captions")
+    print(f"split {report['split']!r}, protocol: {report['protocol']}")
     print(format_metrics_table(m))
     if "hardneg_acc" in m:
         kinds = ", ".join(f"{k[len('hardneg_acc_'):]} {v:.1f}%" for k, v in m.items()
@@ -187,6 +188,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from graphmatch.config import ConfigError
     from graphmatch.engine.checkpoint import CheckpointError
 
+    # torch-geometric triggers this on import with recent torch; it is not actionable for users
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")

@@ -11,7 +11,7 @@ Usage::
 
     python experiments/benchmarks/bench_scoring.py [--n-images 100 --n-captions 500
         --regions 36 --dim 1024 --min-words 8 --max-words 16 --repeats 3
-        --threads N --seed 0 --direction t2i --chunk C]
+        --threads N --seed 0 --direction t2i --agg lse --chunk C --no-onednn]
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument(
         "--chunk", type=int, default=None, help="captions per block of the batched path (default: auto)"
     )
+    p.add_argument(
+        "--no-onednn", action="store_true", help="use torch.mm instead of oneDNN in the batched path"
+    )
     args = p.parse_args(argv)
     if not 1 <= args.min_words <= args.max_words:
         p.error("need 1 <= --min-words <= --max-words")
@@ -81,6 +84,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.no_onednn:
+        gf.ONEDNN_MATMUL = False
     images, words, word_mask = make_inputs(args)
     batched_fn = gf.scan_t2i if args.direction == "t2i" else gf.scan_i2t
     loop_fn = gf.scan_t2i_loop if args.direction == "t2i" else gf.scan_i2t_loop

@@ -185,7 +185,8 @@ def plot_curves(history: list, path: Path) -> Optional[Path]:
     fig, ax1 = plt.subplots(figsize=(6, 3.5))
     ax1.plot(ep, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("train loss", color="tab:blue")
+    ax1.set_ylabel("train loss (log scale)", color="tab:blue")
+    ax1.set_yscale("log")  # the sum-of-violations warm-up and hardest-negative losses differ in scale
     ax2 = ax1.twinx()
     ax2.plot(ep, [h.get("rsum", float("nan")) for h in history], "s-", color="tab:red", label="val rsum")
     ax2.set_ylabel("validation rsum", color="tab:red")
