@@ -47,10 +47,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--direction", choices=("t2i", "i2t"), default="t2i")
     p.add_argument("--agg", choices=gf.AGGREGATIONS, default="lse")
     p.add_argument(
-        "--chunk", type=int, default=None, help="captions per block of the batched path (default: auto)"
+        "--chunk", type=int, default=None,
+        help="captions per block of the batched path (default: auto)",
     )
     p.add_argument(
-        "--no-onednn", action="store_true", help="use torch.mm instead of oneDNN in the batched path"
+        "--no-onednn", action="store_true",
+        help="use torch.mm instead of oneDNN in the batched path",
     )
     args = p.parse_args(argv)
     if not 1 <= args.min_words <= args.max_words:
@@ -91,11 +93,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
     loop_fn = gf.scan_t2i_loop if args.direction == "t2i" else gf.scan_i2t_loop
     pairs = args.n_images * args.n_captions
     longest = int(word_mask.sum(dim=1).max()) if args.n_captions else 0
-    chunk = args.chunk if args.chunk is not None else gf._auto_chunk(args.n_images * args.regions * longest)
+    chunk = args.chunk
+    if chunk is None:  # the value scan_t2i / scan_i2t would pick
+        chunk = gf._auto_chunk(args.n_images * args.regions * longest)
 
     with torch.no_grad():
         t_batched, s_batched = best_time(
-            lambda: batched_fn(images, None, words, word_mask, agg=args.agg, chunk=chunk), args.repeats
+            lambda: batched_fn(images, None, words, word_mask, agg=args.agg, chunk=chunk),
+            args.repeats,
         )
         t_loop, s_loop = best_time(
             lambda: loop_fn(images, None, words, word_mask, agg=args.agg), args.repeats
