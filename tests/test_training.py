@@ -167,3 +167,36 @@ def test_cli_train_reports_config_errors(tmp_path, capsys):
     assert rc == 2 and "unknown key 'train.epoch'" in err and str(cfg) in err
     rc = main(["train", str(cfg).replace("c.yaml", "none.yaml")])
     assert rc == 2
+
+
+def test_caption_blocks_do_not_change_scores(trained_run, tiny_synthetic):
+    from graphmatch.data.dataset import MatchingData
+    from graphmatch.data.precomp import load_precomp
+    from graphmatch.engine.evaluator import similarity_matrix
+
+    model, cfg, vocab, _ = load_checkpoint(trained_run)
+    data = MatchingData(load_precomp(tiny_synthetic, "test"), vocab)
+    full, img_of = similarity_matrix(model, data, cap_block=10_000)
+    blocked, img_of2 = similarity_matrix(model, data, cap_block=7, img_chunk=5, cap_chunk=3, batch_size=4)
+    assert full.shape == (40, 120) and (img_of == img_of2).all()
+    assert abs(full - blocked).max() < 1e-5
+    # a subset of images keeps their captions, renumbered
+    sub, img_of3 = similarity_matrix(model, data, image_indices=[3, 1])
+    assert sub.shape == (2, 6) and sorted(set(img_of3.tolist())) == [0, 1]
+    cols = [c for c in range(120) if data.img_of_caption[c] in (3, 1)]
+    assert abs(sub - full[[3, 1]][:, cols]).max() < 1e-5
+
+
+def test_cli_demo_synth_and_list(tmp_path, capsys):
+    data = tmp_path / "synth"
+    assert main(["synth", "--out", str(data), "--n-train", "120", "--n-dev", "20", "--n-test", "20",
+                 "--regions", "6", "--feature-dim", "24"]) == 0
+    assert json.loads((data / "meta.json").read_text())["synthetic"] is True
+    rc = main(["demo", "--data", str(data), "--out", str(tmp_path / "demo"), "--quiet",
+               "--set", "data.synthetic=false", "--set", "model.embed_dim=16", "--set", "model.text.word_dim=8",
+               "--set", "train.epochs=1", "--set", "train.batch_size=32", "--set", "train.device=cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "SYNTHETIC" in out and "rsum" in out and "checkpoint:" in out
+    assert (tmp_path / "demo" / "checkpoints" / "best" / "eval_test.json").exists()
+    assert main(["list"]) == 0
+    assert "matchers: scan" in capsys.readouterr().out

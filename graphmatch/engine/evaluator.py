@@ -63,9 +63,14 @@ def encode_captions(model: Matcher, data: MatchingData, *, batch_size: int = 256
 
 @torch.no_grad()
 def similarity_matrix(model: Matcher, data: MatchingData, *, batch_size: int = 256, img_chunk: int = 128,
-                      cap_chunk: int = 256, device: str = "cpu", image_indices: Optional[Sequence[int]] = None,
+                      cap_chunk: int = 256, cap_block: int = 4096, device: str = "cpu",
+                      image_indices: Optional[Sequence[int]] = None,
                       progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Exact similarity of every image with every caption of (a subset of) the split.
+
+    Images are encoded once and kept; captions are encoded ``cap_block`` at a time and scored
+    against all images before the next block, so memory stays bounded for MS-COCO 5K (25,000
+    captions padded to the longest one would need gigabytes).
 
     Returns ``(sims [n_images, n_captions], img_of_caption [n_captions])`` where, for a subset,
     images are renumbered in the order of ``image_indices`` and captions are those of these images.
@@ -81,10 +86,16 @@ def similarity_matrix(model: Matcher, data: MatchingData, *, batch_size: int = 2
         cap_idx = [c for c in range(data.n_captions) if int(data.img_of_caption[c]) in pos]
         img_of_caption = np.array([pos[int(data.img_of_caption[c])] for c in cap_idx], dtype=np.int64)
     img = encode_images(model, data, batch_size=batch_size, device=device, indices=img_idx, progress=progress)
-    cap = encode_captions(model, data, batch_size=batch_size, device=device, indices=cap_idx, progress=progress)
-    sims = chunked_similarity(model.score, img.x, img.mask, cap.x, cap.mask, img_chunk=img_chunk,
-                              cap_chunk=cap_chunk, device=device, progress=progress)
-    return sims.numpy(), img_of_caption
+    sims = np.empty((len(img_idx), len(cap_idx)), dtype=np.float32)
+    starts = range(0, len(cap_idx), cap_block)
+    for s in tqdm(starts, desc="score caption blocks", disable=not progress or len(starts) < 2, leave=False):
+        block = cap_idx[s : s + cap_block]
+        cap = encode_captions(model, data, batch_size=batch_size, device=device, indices=block)
+        sims[:, s : s + len(block)] = chunked_similarity(
+            model.score, img.x, img.mask, cap.x, cap.mask, img_chunk=img_chunk, cap_chunk=cap_chunk,
+            device=device, progress=progress and len(starts) < 2,
+        ).numpy()
+    return sims, img_of_caption
 
 
 @torch.no_grad()
