@@ -74,16 +74,27 @@ class Regions:
 
 @dataclass
 class SGObject:
-    """An entity of a caption: ``head`` noun (lemma), full ``name`` (with compounds), token span."""
+    """An entity of a caption.
+
+    Attributes:
+        name: the full name as written, compounds included (``"train tracks"``).
+        span: ``[start, end)`` token offsets of the name.
+        head: the head noun's lemma (``"track"``); default: last word of ``lemma``.
+        lemma: the lemmatised full name (``"train track"``); default: ``name``.
+        quantity: a count or quantifier kept apart from attributes (``"two"``, ``"3"``).
+    """
 
     name: str
     span: Span
     head: Optional[str] = None
+    lemma: Optional[str] = None
     quantity: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.lemma is None:
+            self.lemma = self.name
         if self.head is None:
-            self.head = self.name.split()[-1] if self.name else self.name
+            self.head = self.lemma.split()[-1] if self.lemma else self.lemma
 
 
 @dataclass
@@ -111,6 +122,9 @@ class SceneGraph:
 
     Indices in attributes and relations refer to positions in ``objects``. Spans are ``[start, end)``
     offsets into ``tokens``. ``note`` explains an empty graph (e.g. ``"empty caption"``).
+    Optional token-level analyses (same length as ``tokens``) let graph builders work without the
+    parser: ``lemmas``; ``heads`` (index of each token's syntactic head, the token itself for a
+    root) and ``deps`` (dependency labels).
     """
 
     tokens: List[str]
@@ -118,6 +132,9 @@ class SceneGraph:
     attributes: List[SGAttribute] = field(default_factory=list)
     relations: List[SGRelation] = field(default_factory=list)
     note: Optional[str] = None
+    lemmas: Optional[List[str]] = None
+    heads: Optional[List[int]] = None
+    deps: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
         n_tok, n_obj = len(self.tokens), len(self.objects)
@@ -133,6 +150,12 @@ class SceneGraph:
             if not 0 <= a.object < n_obj:
                 raise ValueError(f"SceneGraph: attribute {a.value!r} refers to object {a.object} of {n_obj}")
             check_span(a.span, f"attribute {a.value!r}")
+        for name in ("lemmas", "heads", "deps"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n_tok:
+                raise ValueError(f"SceneGraph: {name} has {len(v)} entries for {n_tok} tokens")
+        if self.heads is not None and any(not 0 <= h < n_tok for h in self.heads):
+            raise ValueError("SceneGraph: heads must index tokens")
         for r in self.relations:
             if not (0 <= r.subject < n_obj and 0 <= r.object < n_obj):
                 raise ValueError(
@@ -141,12 +164,15 @@ class SceneGraph:
             check_span(r.span, f"relation {r.predicate!r}")
 
     def to_dict(self) -> Dict[str, Any]:
-        """The normalised record form (``objects``, ``attributes``, ``relations`` by name)."""
-        names = [o.name for o in self.objects]
+        """The normalised record form, as in FACTUAL-style JSONL records: ``objects`` (unique
+        lemmatised names), ``attributes`` ``[object, value]`` and ``relations``
+        ``[subject, predicate, object]``, each sorted and without duplicates."""
+        names = [o.lemma or o.name for o in self.objects]
         return {
             "objects": sorted(set(names)),
-            "attributes": sorted({(names[a.object], a.value) for a in self.attributes}),
-            "relations": sorted({(names[r.subject], r.predicate, names[r.object]) for r in self.relations}),
+            "attributes": [list(t) for t in sorted({(names[a.object], a.value) for a in self.attributes})],
+            "relations": [list(t) for t in sorted({(names[r.subject], r.predicate, names[r.object])
+                                                   for r in self.relations})],
         }
 
     def to_networkx(self) -> Any:

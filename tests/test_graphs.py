@@ -68,8 +68,8 @@ def test_scene_graph_dict_and_networkx():
     sg = scene()
     assert sg.to_dict() == {
         "objects": ["dog", "sofa"],
-        "attributes": [("dog", "black"), ("sofa", "red")],
-        "relations": [("dog", "sit on", "sofa")],
+        "attributes": [["dog", "black"], ["sofa", "red"]],
+        "relations": [["dog", "sit on", "sofa"]],
     }
     g = sg.to_networkx()
     assert isinstance(g, nx.DiGraph) and g.number_of_nodes() == 5
