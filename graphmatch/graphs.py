@@ -13,6 +13,18 @@ Field conventions (stable contract):
   caption-local and are not shifted by batching.
 * ``item`` [1] — the image / caption number in its data split.
 
+Text graphs come in three kinds (:func:`build_text_graph`):
+
+* ``"words"`` — nodes are the caption's words (``x`` = token ids), no edges or all pairs
+  (``"full"``: GSMN's dense word graph);
+* ``"dependency"`` — nodes are words, edges follow the dependency parse in both directions
+  (GSMN's sparse graph), ``edge_type`` = index of the dependency label in :data:`DEP_LABELS`;
+* ``"scene"`` — nodes are the scene graph's objects, attributes and relations (``node_type``
+  0 / 1 / 2), edges attribute→object (``edge_type`` 0), subject→relation (1) and relation→object
+  (2); ``span`` says which words feed each node and the caption's token ids travel in ``words``
+  (batched with ``follow_batch=["words"]``, giving ``words_batch``). A caption with no object falls
+  back to word nodes (``node_type`` 3), so every caption gives a valid graph.
+
 :func:`to_dense` turns a batched node field into ``(x[B, N_max, ...], mask[B, N_max])``, the
 padded form the matchers consume.
 """
@@ -24,9 +36,20 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_batch
 
-from graphmatch.structures import Regions
+from graphmatch.structures import Regions, SceneGraph
 
 EDGE_MODES = ("none", "full")
+TEXT_GRAPH_KINDS = ("words", "full", "dependency", "scene")
+NODE_OBJECT, NODE_ATTRIBUTE, NODE_RELATION, NODE_WORD = 0, 1, 2, 3
+EDGE_ATTRIBUTE_OF, EDGE_SUBJECT, EDGE_OBJECT = 0, 1, 2
+#: Dependency labels of spaCy's English models (ClearNLP style); anything else maps to "dep".
+DEP_LABELS = (
+    "ROOT", "acl", "acomp", "advcl", "advmod", "agent", "amod", "appos", "attr", "aux", "auxpass", "case", "cc",
+    "ccomp", "compound", "conj", "csubj", "csubjpass", "dative", "dep", "det", "dobj", "expl", "intj", "mark",
+    "meta", "neg", "nmod", "npadvmod", "nsubj", "nsubjpass", "nummod", "oprd", "parataxis", "pcomp", "pobj",
+    "poss", "preconj", "predet", "prep", "prt", "punct", "quantmod", "relcl", "xcomp",
+)
+_DEP_INDEX = {d: i for i, d in enumerate(DEP_LABELS)}
 
 
 class VisualGraph(Data):
@@ -102,9 +125,93 @@ def build_word_graph(
     return TextGraph(x=ids, edge_index=_edges(n, edges), span=span, item=torch.tensor([item]), num_nodes=n)
 
 
-def collate_graphs(graphs: Sequence[Data]) -> Batch:
-    """Batch graphs with PyG (node offsets on ``edge_index``, ``batch`` vector, stacked fields)."""
-    return Batch.from_data_list(list(graphs))
+def build_dependency_graph(scene_graph: SceneGraph, token_ids: Sequence[int], *, item: int = -1) -> TextGraph:
+    """Word nodes with edges head↔dependent from ``scene_graph.heads`` / ``deps``.
+
+    Both directions of every arc are edges (messages flow up and down the tree); ``edge_type`` is
+    the label's index in :data:`DEP_LABELS`. Roots (head = itself) and punctuation arcs give no edge.
+    """
+    n = len(scene_graph.tokens)
+    if len(token_ids) != n:
+        raise ValueError(f"{len(token_ids)} token ids for {n} tokens")
+    if scene_graph.heads is None or scene_graph.deps is None:
+        raise ValueError("the scene graph has no dependency parse (heads / deps are None)")
+    src, dst, typ = [], [], []
+    for i, (h, d) in enumerate(zip(scene_graph.heads, scene_graph.deps)):
+        if h == i or d == "punct":
+            continue
+        t = _DEP_INDEX.get(d, _DEP_INDEX["dep"])
+        src += [h, i]
+        dst += [i, h]
+        typ += [t, t]
+    g = build_word_graph(token_ids, item=item)
+    g.edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
+    g.edge_type = torch.tensor(typ, dtype=torch.long)
+    return g
+
+
+def build_scene_graph_graph(scene_graph: SceneGraph, token_ids: Sequence[int], *, item: int = -1) -> TextGraph:
+    """Object / attribute / relation nodes of a parsed caption (see module docstring).
+
+    Each node keeps the ``span`` of the words that name it, so its feature can be pooled from the
+    text encoder's word states. With no object, the words themselves are the nodes.
+    """
+    n_tok = len(scene_graph.tokens)
+    if len(token_ids) != n_tok:
+        raise ValueError(f"{len(token_ids)} token ids for {n_tok} tokens")
+    words = torch.as_tensor(list(token_ids), dtype=torch.long)
+    if not scene_graph.objects:
+        spans = [(i, i + 1) for i in range(n_tok)]
+        types = [NODE_WORD] * n_tok
+        edges: list = []
+        etypes: list = []
+    else:
+        objs, attrs, rels = scene_graph.objects, scene_graph.attributes, scene_graph.relations
+        spans = [o.span for o in objs] + [a.span for a in attrs] + [r.span for r in rels]
+        types = [NODE_OBJECT] * len(objs) + [NODE_ATTRIBUTE] * len(attrs) + [NODE_RELATION] * len(rels)
+        edges, etypes = [], []
+        for j, a in enumerate(attrs):
+            edges.append((len(objs) + j, a.object))
+            etypes.append(EDGE_ATTRIBUTE_OF)
+        base = len(objs) + len(attrs)
+        for k, r in enumerate(rels):
+            edges += [(r.subject, base + k), (base + k, r.object)]
+            etypes += [EDGE_SUBJECT, EDGE_OBJECT]
+    return TextGraph(
+        words=words,
+        num_words=torch.tensor([n_tok]),
+        span=torch.tensor(spans, dtype=torch.long).reshape(-1, 2),
+        node_type=torch.tensor(types, dtype=torch.long),
+        edge_index=torch.tensor(edges, dtype=torch.long).t().reshape(2, -1),
+        edge_type=torch.tensor(etypes, dtype=torch.long),
+        item=torch.tensor([item]),
+        num_nodes=len(types),
+    )
+
+
+def build_text_graph(kind: str, scene_graph: SceneGraph, token_ids: Sequence[int], *, item: int = -1) -> TextGraph:
+    """A text graph of ``kind`` (one of :data:`TEXT_GRAPH_KINDS`) from a parsed caption.
+
+    ``token_ids`` are the vocabulary ids of ``scene_graph.tokens`` (one per token).
+    """
+    if kind == "words":
+        return build_word_graph(token_ids, item=item)
+    if kind == "full":
+        return build_word_graph(token_ids, item=item, edges="full")
+    if kind == "dependency":
+        return build_dependency_graph(scene_graph, token_ids, item=item)
+    if kind == "scene":
+        return build_scene_graph_graph(scene_graph, token_ids, item=item)
+    raise ValueError(f"unknown text graph kind {kind!r}; expected one of {TEXT_GRAPH_KINDS}")
+
+
+def collate_graphs(graphs: Sequence[Data], follow_batch: Optional[Sequence[str]] = None) -> Batch:
+    """Batch graphs with PyG (node offsets on ``edge_index``, ``batch`` vector, stacked fields).
+
+    ``follow_batch`` names extra per-graph sequences (e.g. ``["words"]`` for scene graphs) that get
+    their own ``<name>_batch`` vector.
+    """
+    return Batch.from_data_list(list(graphs), follow_batch=list(follow_batch) if follow_batch else None)
 
 
 def to_dense(

@@ -85,3 +85,58 @@ def test_scene_graph_validation_and_empty():
     empty = SceneGraph(tokens=[], note="empty caption")
     assert empty.to_dict() == {"objects": [], "attributes": [], "relations": []}
     assert empty.to_networkx().number_of_nodes() == 0
+
+
+def parsed():
+    """'a black dog sits on a red sofa' with a hand-written dependency parse."""
+    sg = scene()
+    sg.heads = [2, 2, 3, 3, 3, 7, 7, 4]
+    sg.deps = ["det", "amod", "nsubj", "ROOT", "prep", "det", "amod", "pobj"]
+    return sg
+
+
+def test_scene_graph_graph_nodes_edges_and_spans():
+    from graphmatch.graphs import NODE_ATTRIBUTE, NODE_OBJECT, NODE_RELATION, build_text_graph
+
+    sg = parsed()
+    g = build_text_graph("scene", sg, list(range(10, 18)), item=4)
+    assert g.num_nodes == 5
+    assert g.node_type.tolist() == [NODE_OBJECT, NODE_OBJECT, NODE_ATTRIBUTE, NODE_ATTRIBUTE, NODE_RELATION]
+    assert g.span.tolist() == [[1, 3], [5, 8], [1, 2], [6, 7], [3, 5]]
+    edges = set(map(tuple, g.edge_index.t().tolist()))
+    assert edges == {(2, 0), (3, 1), (0, 4), (4, 1)}  # black->dog, red->sofa, dog->sits on->sofa
+    assert g.words.tolist() == list(range(10, 18))
+    b = collate_graphs([g, g], follow_batch=["words"])
+    assert b.words_batch.tolist() == [0] * 8 + [1] * 8
+    assert b.edge_index.max().item() == 9 and b.span.max().item() == 8  # spans are not offset
+
+
+def test_dependency_and_full_word_graphs():
+    from graphmatch.graphs import DEP_LABELS, build_text_graph
+
+    sg = parsed()
+    g = build_text_graph("dependency", sg, list(range(8)))
+    pairs = set(map(tuple, g.edge_index.t().tolist()))
+    assert (3, 2) in pairs and (2, 3) in pairs and (4, 7) in pairs and (7, 4) in pairs
+    assert g.edge_index.size(1) == 14  # 7 arcs (all but the root), both directions
+    assert DEP_LABELS[g.edge_type[0]] == "det"
+    f = build_text_graph("full", sg, list(range(8)))
+    assert f.edge_index.size(1) == 8 * 7
+    with pytest.raises(ValueError, match="no dependency parse"):
+        build_text_graph("dependency", scene(), list(range(8)))
+    with pytest.raises(ValueError, match="unknown text graph kind"):
+        build_text_graph("tree", sg, list(range(8)))
+    with pytest.raises(ValueError, match="7 token ids for 8 tokens"):
+        build_text_graph("scene", sg, list(range(7)))
+
+
+def test_caption_without_objects_gives_word_nodes():
+    from graphmatch.graphs import NODE_WORD, build_text_graph
+
+    sg = SceneGraph(tokens=["hello", "there"], note="no object found")
+    g = build_text_graph("scene", sg, [5, 6])
+    assert g.num_nodes == 2 and g.node_type.tolist() == [NODE_WORD] * 2 and g.edge_index.size(1) == 0
+    empty = build_text_graph("scene", SceneGraph(tokens=[], note="empty caption"), [])
+    assert empty.num_nodes == 0
+    b = collate_graphs([g, empty], follow_batch=["words"])
+    assert b.num_graphs == 2
