@@ -35,17 +35,20 @@ def _pad_cat(parts: Sequence[NodeEmb]) -> NodeEmb:
     return NodeEmb(torch.cat(xs), torch.cat(ms))
 
 
+def _encode(encode: Any, batches: Any, n: int, batch_size: int, device: str, desc: str, progress: bool) -> NodeEmb:
+    parts = [encode(b.to(device)).to("cpu")
+             for b in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False)]
+    return _pad_cat(parts)
+
+
 @torch.no_grad()
 def encode_images(model: Matcher, data: MatchingData, *, batch_size: int = 256, device: str = "cpu",
                   indices: Optional[Sequence[int]] = None, progress: bool = False) -> NodeEmb:
     """Node embeddings of the split's images (all, or ``indices``), on the CPU."""
     model.eval()
     n = data.n_images if indices is None else len(indices)
-    parts = []
-    for b in tqdm(data.image_batches(batch_size, indices), total=-(-n // batch_size), desc="encode images",
-                  disable=not progress, leave=False):
-        parts.append(model.encode_images(b.to(device)).to("cpu"))
-    return _pad_cat(parts)
+    return _encode(model.encode_images, data.image_batches(batch_size, indices), n, batch_size, device,
+                   "encode images", progress)
 
 
 @torch.no_grad()
@@ -54,11 +57,8 @@ def encode_captions(model: Matcher, data: MatchingData, *, batch_size: int = 256
     """Node embeddings of the split's captions (all, or ``indices``), on the CPU."""
     model.eval()
     n = data.n_captions if indices is None else len(indices)
-    parts = []
-    for b in tqdm(data.caption_batches(batch_size, indices), total=-(-n // batch_size), desc="encode captions",
-                  disable=not progress, leave=False):
-        parts.append(model.encode_captions(b.to(device)).to("cpu"))
-    return _pad_cat(parts)
+    return _encode(model.encode_captions, data.caption_batches(batch_size, indices), n, batch_size, device,
+                   "encode captions", progress)
 
 
 @torch.no_grad()
