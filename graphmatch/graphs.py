@@ -37,6 +37,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_batch
 
 from graphmatch.structures import Regions, SceneGraph
+from graphmatch.visual_graphs import VISUAL_EDGES, full_edges
 
 EDGE_MODES = ("none", "full")
 TEXT_GRAPH_KINDS = ("words", "full", "dependency", "scene")
@@ -60,22 +61,11 @@ class TextGraph(Data):
     """A graph over the words (or scene-graph nodes) of one caption (see module docstring)."""
 
 
-def _full_edges(n: int) -> torch.Tensor:
-    """All ordered pairs ``i != j`` of ``n`` nodes, [2, n(n-1)]."""
-    if n < 2:
-        return torch.empty(2, 0, dtype=torch.long)
-    idx = torch.arange(n)
-    src = idx.repeat_interleave(n)
-    dst = idx.repeat(n)
-    keep = src != dst
-    return torch.stack([src[keep], dst[keep]])
-
-
 def _edges(n: int, mode: str) -> torch.Tensor:
     if mode == "none":
         return torch.empty(2, 0, dtype=torch.long)
     if mode == "full":
-        return _full_edges(n)
+        return full_edges(n)
     raise ValueError(f"unknown edge mode {mode!r}; expected one of {EDGE_MODES}")
 
 
@@ -86,14 +76,19 @@ def build_visual_graph(
     image_size: Optional[Tuple[float, float]] = None,
     item: int = -1,
     edges: str = "none",
+    **edge_options: object,
 ) -> VisualGraph:
     """A :class:`VisualGraph` from :class:`~graphmatch.structures.Regions` or a feature tensor.
 
     Args:
         regions: ``Regions`` or float [N, D] region features.
-        boxes, image_size: used when ``regions`` is a tensor; optional.
+        boxes, image_size: used when ``regions`` is a tensor; optional for ``"none"`` / ``"full"``.
         item: the image's number in its split.
-        edges: ``"none"`` (nodes only, what SCAN needs) or ``"full"`` (every ordered pair).
+        edges: ``"none"`` (nodes only, what SCAN needs), ``"full"`` (every ordered pair, no edge
+            features), or a builder registered in :data:`graphmatch.visual_graphs.VISUAL_EDGES`
+            (``"polar"``, ``"knn"``, ``"iou"``, ``"relations"``, ...), which sets ``edge_attr`` and,
+            for ``"relations"``, ``edge_type``.
+        edge_options: passed to the edge builder (``k=8``, ``iou_threshold=0.0``, ``relations=[...]``).
     """
     if isinstance(regions, Regions):
         x, boxes, image_size = regions.features, regions.boxes, regions.image_size
@@ -101,7 +96,7 @@ def build_visual_graph(
         x = torch.as_tensor(regions)
     if x.dim() != 2:
         raise ValueError(f"region features must be [N, D], got {tuple(x.shape)}")
-    data = VisualGraph(x=x, edge_index=_edges(x.size(0), edges), item=torch.tensor([item]))
+    data = VisualGraph(x=x, item=torch.tensor([item]))
     if boxes is not None:
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.shape != (x.size(0), 4):
@@ -109,6 +104,18 @@ def build_visual_graph(
         data.boxes = boxes
     if image_size is not None:
         data.image_size = torch.tensor([list(image_size)], dtype=torch.float32)
+    if edges in EDGE_MODES:
+        if edge_options:
+            raise ValueError(f"edge mode {edges!r} takes no options, got {sorted(edge_options)}")
+        data.edge_index = _edges(x.size(0), edges)
+        return data
+    builder = VISUAL_EDGES.get(edges)
+    if boxes is None:
+        raise ValueError(f"edges={edges!r} needs region boxes")
+    data.edge_index, data.edge_attr = builder(boxes, image_size, **edge_options)
+    if edges == "relations":
+        rel = torch.as_tensor(list(edge_options.get("relations", ())), dtype=torch.long).reshape(-1, 3)
+        data.edge_type = rel[:, 1]
     return data
 
 

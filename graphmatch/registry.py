@@ -96,6 +96,7 @@ MATCHERS = Registry("matcher")
 EXTRACTORS = Registry("region extractor")
 PARSERS = Registry("scene-graph parser")
 DATASETS = Registry("data set")
+VISUAL_EDGES = Registry("visual edge builder")
 
 _ALL = {
     "gnn_layers": GNN_LAYERS,
@@ -104,6 +105,7 @@ _ALL = {
     "extractors": EXTRACTORS,
     "parsers": PARSERS,
     "datasets": DATASETS,
+    "visual_edges": VISUAL_EDGES,
 }
 
 
@@ -111,6 +113,7 @@ def _ensure_builtins() -> None:
     """Import the modules whose import registers the built-in components."""
     import graphmatch.models  # noqa: F401  (registers matchers)
     import graphmatch.encoders  # noqa: F401  (registers encoders)
+    import graphmatch.visual_graphs  # noqa: F401  (registers visual edge builders)
 
 
 def list_gnn_layers() -> List[str]:

@@ -35,5 +35,7 @@ def test_builtins_are_listed():
     assert "scan" in list_matchers()
     assert {"precomp_fc", "bigru"} <= set(list_encoders())
     everything = list_all()
-    assert set(everything) == {"gnn_layers", "encoders", "matchers", "extractors", "parsers", "datasets"}
+    assert set(everything) == {"gnn_layers", "encoders", "matchers", "extractors", "parsers", "datasets",
+                               "visual_edges"}
+    assert {"polar", "knn", "iou", "relations"} <= set(everything["visual_edges"])
     assert MATCHERS.get("scan").__name__ == "SCAN"
