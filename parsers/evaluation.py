@@ -13,22 +13,24 @@ so that a baseline run is scored by the very same code.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 __all__ = ["Normalizer", "graph_tuples", "score_records", "sng_to_record", "CATEGORIES"]
 
 CATEGORIES = ("objects", "attributes", "relations")
 
 _WS = re.compile(r"\s+")
+_VERB_FORMS = {"VBZ", "VBG", "VBD", "VBN"}
 
 
 class Normalizer:
     """Lower-cases and lemmatises every word of a phrase (objects, attribute values, predicates).
 
-    Uses a spaCy pipeline's tagger + lemmatizer on the phrase on its own. Because record phrases
-    are names, attribute values and lemmatised predicates, a token the tagger reads as a
-    third-person verb (``VBZ``, e.g. ``"leaves"`` or ``"shorts"`` alone) is re-lemmatised as a
-    plural noun. Results are cached per phrase.
+    Uses a spaCy pipeline's tagger + lemmatizer on the phrase on its own. Because record
+    phrases are object names, attribute values and *lemmatised* predicates,
+    an inflected verb form in last position is read as a noun and lemmatised as one (``"leaves"`` →
+    ``"leaf"``, ``"building"`` stays ``"building"``), which keeps the normalisation of a name
+    independent of the tagger's context-free guess. Results are cached per phrase.
 
     Args:
         nlp_or_model: a loaded spaCy ``Language``, a model name, or ``None`` for the parser's
@@ -54,11 +56,13 @@ class Normalizer:
 
     def _lemmas(self, doc: Any) -> str:
         out: List[str] = []
-        for tok in doc:
+        last = len(doc) - 1
+        for k, tok in enumerate(doc):
             lemma = tok.lemma_.lower() or tok.lower_
-            if tok.tag_ == "VBZ" and self._lemmatizer is not None:
+            if k == last and tok.tag_ in _VERB_FORMS and self._lemmatizer is not None:
                 try:
                     tok.pos_ = "NOUN"
+                    tok.set_morph("Number=Plur")  # else a "3rd person singular" reads as a base form
                     lemma = self._lemmatizer.rule_lemmatize(tok)[0].lower()
                 except Exception:  # pragma: no cover - lemmatizer without rule tables
                     pass
