@@ -1,0 +1,564 @@
+"""The extraction job behind ``graphmatch extract``: a folder of images -> a region store.
+
+:func:`extract_images` walks a folder (sorted, recursive), decodes the images in a background
+``DataLoader`` (``num_workers``) so decoding overlaps the model, runs a region extractor on
+batches and writes the regions into a :class:`detectors.store.RegionStoreWriter` (crash safe,
+resumable). Image ids are the paths relative to the folder without extension (``a/b.jpg`` ->
+``a/b``), or, with ``ids_from_filename``, taken from the file name alone (see :func:`image_id_for`).
+
+* Files without an image extension are *skipped* (listed in the summary), not failures.
+* Images that cannot be decoded are *failures*: listed in ``<out>.failures.tsv`` (``path<TAB>reason``
+  per line, rewritten atomically after every change) while the run goes on. A later run that
+  stores such an image removes its line; the file is deleted when no failure is left.
+* An error of the extractor itself stops the run: the images finished until then stay stored, and
+  ``resume=True`` continues after the cause is fixed.
+* ``resume=True`` skips images already in the store; without it an existing store is an error.
+
+Sharding (several processes or GPUs): with ``world_size > 1`` rank ``r`` takes images
+``i % world_size == r`` of the sorted list and writes the shard store ``<out>.rank{r}``; when it is
+done it writes ``<out>.rank{r}.done``. Rank 0 then merges all shards (and, when resuming, the
+existing ``<out>``) into ``<out>`` with :func:`detectors.store.merge_stores`, in the sorted image
+order, so the result equals a single-process run. Under ``torchrun`` (``WORLD_SIZE``/``RANK`` set)
+the ranks meet at a ``torch.distributed`` barrier before the merge; with explicit ``rank`` /
+``world_size`` and no process group, rank 0 merges once every rank's ``.done`` file exists
+(waiting up to ``merge_wait`` seconds), and :func:`merge_shards` (``graphmatch extract
+--merge-only``) merges by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from detectors.base import WeightsError
+from detectors.store import (
+    RegionStore, RegionStoreWriter, StoreError, StoreExistsError, merge_stores, store_exists,
+)
+from graphmatch.utils.io import atomic_write_json, atomic_write_text
+
+PathLike = Union[str, os.PathLike]
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "ImageEntry", "ExtractSummary", "ExtractionError", "list_images",
+    "image_id_for", "extract_images", "merge_shards", "shard_path", "resolve_rank",
+    "add_extract_arguments", "run_extract",
+]
+
+log = logging.getLogger(__name__)
+
+#: file extensions (lower case) treated as images
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                              ".ppm", ".pgm", ".pbm", ".pnm"})
+
+
+class ExtractionError(RuntimeError):
+    """The extractor failed on a batch; finished images stay stored (resume to continue)."""
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image file: its path and image id."""
+
+    path: Path
+    image_id: str
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did. ``images_per_s`` counts the images extracted in this run."""
+
+    out: str
+    images_found: int = 0
+    done: int = 0
+    skipped_existing: int = 0
+    skipped_non_image: List[str] = field(default_factory=list)
+    failed: int = 0
+    failures_file: Optional[str] = None
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    rank: int = 0
+    world_size: int = 1
+    store: str = ""
+    merged: bool = False
+    merge_note: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """A few human-readable lines."""
+        who = f"rank {self.rank}/{self.world_size}: " if self.world_size > 1 else ""
+        lines = [f"{who}extracted {self.done} images in {self.seconds:.1f} s "
+                 f"({self.images_per_s:.2f} images/s) into {self.store}"]
+        lines.append(f"{who}skipped {self.skipped_existing} already stored, "
+                     f"{len(self.skipped_non_image)} non-image files"
+                     + (f" ({', '.join(self.skipped_non_image[:5])}"
+                        f"{', ...' if len(self.skipped_non_image) > 5 else ''})"
+                        if self.skipped_non_image else ""))
+        lines.append(f"{who}failed {self.failed}"
+                     + (f" (listed in {self.failures_file})" if self.failed else ""))
+        if self.merge_note:
+            lines.append(self.merge_note)
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- file listing
+def image_id_for(rel_path: PathLike, ids_from_filename: bool = False) -> str:
+    """The image id of a file at ``rel_path`` (relative to the images folder).
+
+    Default: the relative path without extension, with ``/`` separators (``val/cat.jpg`` ->
+    ``val/cat``). With ``ids_from_filename``: the trailing digits of the file name as an integer
+    when it ends in digits (``COCO_val2014_000000391895.jpg`` -> ``391895``,
+    ``1000092795.jpg`` -> ``1000092795``: the bottom-up-attention TSV convention), else the file
+    name without extension.
+    """
+    rel = PurePosixPath(Path(rel_path).as_posix())
+    if not ids_from_filename:
+        return str(rel.with_suffix(""))
+    m = re.search(r"(\d+)$", rel.stem)
+    return str(int(m.group(1))) if m else rel.stem
+
+
+def list_images(root: PathLike, *, ids_from_filename: bool = False,
+                ) -> Tuple[List[ImageEntry], List[str]]:
+    """Image files under ``root`` (recursive, sorted by relative path) and the skipped ones.
+
+    Returns ``(images, skipped)`` where ``skipped`` lists the relative paths of files without an
+    image extension. Hidden files and folders (name starting with ``.``) are ignored.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+        ValueError: two files map to the same image id (names both).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"images folder not found: {root}")
+    rels: List[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        base = Path(dirpath).relative_to(root)
+        rels.extend((base / f).as_posix() for f in filenames if not f.startswith("."))
+    rels.sort()
+    images: List[ImageEntry] = []
+    skipped: List[str] = []
+    seen: Dict[str, str] = {}
+    for rel in rels:
+        if PurePosixPath(rel).suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append(rel)
+            continue
+        image_id = image_id_for(rel, ids_from_filename)
+        if image_id in seen:
+            raise ValueError(f"{root / seen[image_id]} and {root / rel} both have image id "
+                             f"{image_id!r}; rename one of them")
+        seen[image_id] = rel
+        images.append(ImageEntry(root / rel, image_id))
+    return images, skipped
+
+
+# ---------------------------------------------------------------------------- failures file
+def _one_line(text: str) -> str:
+    return " ".join(str(text).replace("\t", " ").split())
+
+
+class _FailureLog:
+    """``path<TAB>reason`` lines, rewritten atomically on every change; deleted when empty."""
+
+    def __init__(self, path: Path, *, keep_existing: bool) -> None:
+        self.path = path
+        self.entries: Dict[str, str] = {}
+        if keep_existing and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    p, _, reason = line.partition("\t")
+                    self.entries[p] = reason
+        elif path.is_file():
+            path.unlink()
+
+    def _write(self) -> None:
+        if self.entries:
+            atomic_write_text(self.path, "".join(f"{p}\t{r}\n" for p, r in self.entries.items()))
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def record(self, path: Path, reason: str) -> None:
+        self.entries[str(path)] = _one_line(reason)
+        self._write()
+
+    def clear(self, paths: Sequence[Path]) -> None:
+        hit = [str(p) for p in paths if str(p) in self.entries]
+        for p in hit:
+            del self.entries[p]
+        if hit:
+            self._write()
+
+
+# --------------------------------------------------------------------------------- loading
+class _ImageFiles(torch.utils.data.Dataset):
+    """Decodes image ``i``; returns ``(i, LoadedImage or None, failure reason or None)``."""
+
+    def __init__(self, paths: Sequence[Path], loader: Callable[[str], Any]) -> None:
+        self.paths = list(paths)
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tuple[int, Any, Optional[str]]:
+        try:
+            return i, self.loader(str(self.paths[i])), None
+        except Exception as e:  # noqa: BLE001 - any decode failure is recorded, the run goes on
+            reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+            return i, None, str(reason)
+
+
+def _as_list(batch: List[Any]) -> List[Any]:
+    return batch
+
+
+def _default_loader() -> Callable[[str], Any]:
+    from detectors.images import load_image
+
+    return load_image
+
+
+def _batch_size_of(extractor: Any) -> int:
+    opts = getattr(extractor, "options", None)
+    return int(getattr(opts, "batch_size", None) or getattr(extractor, "batch_size", None) or 8)
+
+
+# ---------------------------------------------------------------------------------- sharding
+def shard_path(out: PathLike, rank: int) -> Path:
+    """The shard store of ``rank``: ``<out>.rank{rank}``."""
+    return Path(f"{out}.rank{rank}")
+
+
+def _done_marker(out: PathLike, rank: int) -> Path:
+    return Path(f"{out}.rank{rank}.done")
+
+
+def _failures_path(store: PathLike) -> Path:
+    return Path(f"{store}.failures.tsv")
+
+
+def resolve_rank(rank: Optional[int] = None, world_size: Optional[int] = None,
+                 ) -> Tuple[int, int, bool]:
+    """``(rank, world_size, launched)``: explicit values win; else ``RANK`` / ``WORLD_SIZE`` of
+    the environment (``torchrun``, then ``launched`` is True); else ``(0, 1, False)``."""
+    if rank is None and world_size is None and "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        r, w, launched = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), True
+    else:
+        r, w, launched = int(rank or 0), int(world_size or 1), False
+    if w < 1 or not 0 <= r < w:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {r}, world_size {w}")
+    return r, w, launched
+
+
+def merge_shards(out: PathLike, world_size: int, *, order: Optional[Sequence[str]] = None,
+                 keep_shards: bool = False) -> int:
+    """Merge the shard stores ``<out>.rank{r}`` (and an existing ``<out>``) into ``<out>``.
+
+    Every rank must have finished (``<out>.rank{r}.done`` exists). The shards' failure lists are
+    combined into ``<out>.failures.tsv``. Unless ``keep_shards``, shard stores, their failure
+    lists and the ``.done`` files are deleted afterwards. Returns the number of stored images.
+    """
+    out = Path(out)
+    missing = [r for r in range(world_size) if not _done_marker(out, r).is_file()]
+    if missing:
+        raise StoreError(f"cannot merge into {out}: rank(s) {missing} of {world_size} have not "
+                         f"finished (no {_done_marker(out, missing[0]).name})")
+    shards = [shard_path(out, r) for r in range(world_size)]
+    absent = [str(s) for s in shards if not store_exists(s)]
+    if absent:
+        raise StoreError(f"cannot merge into {out}: shard store(s) missing: {', '.join(absent)}")
+    inputs = ([out] if store_exists(out) else []) + shards
+    n = merge_stores(inputs, out, order=order)
+    lines: List[str] = []
+    for s in shards:
+        fp = _failures_path(s)
+        if fp.is_file():
+            lines.extend(x for x in fp.read_text(encoding="utf-8").splitlines() if x.strip())
+    final_failures = _failures_path(out)
+    if lines:
+        atomic_write_text(final_failures, "".join(x + "\n" for x in lines))
+    else:
+        final_failures.unlink(missing_ok=True)
+    if not keep_shards:
+        for r, s in enumerate(shards):
+            s.unlink(missing_ok=True)
+            parts = Path(str(s) + ".parts")
+            if parts.is_dir():
+                for p in parts.iterdir():
+                    p.unlink(missing_ok=True)
+                parts.rmdir()
+            _failures_path(s).unlink(missing_ok=True)
+            _done_marker(out, r).unlink(missing_ok=True)
+    return n
+
+
+# ------------------------------------------------------------------------------------ the job
+def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resume: bool = False,
+                   batch_size: Optional[int] = None, num_workers: int = 0,
+                   ids_from_filename: bool = False, rank: int = 0, world_size: int = 1,
+                   distributed: bool = False, feature_dtype: str = "float32",
+                   commit_every: int = 256, commit_seconds: float = 60.0, progress: bool = True,
+                   loader: Optional[Callable[[str], Any]] = None, merge: bool = True,
+                   keep_shards: bool = False, merge_wait: float = 0.0,
+                   compression: Optional[str] = None) -> ExtractSummary:
+    """Extract the regions of every image under ``images_dir`` into the store ``out``.
+
+    Args:
+        images_dir: folder of images (walked recursively, sorted).
+        out: region store path (e.g. ``regions.h5``).
+        extractor: an object with ``extract(list of HxWx3 uint8 arrays) -> list[Regions]`` and
+            ``config() -> dict`` (a :class:`detectors.base.RegionExtractor`).
+        resume: skip images already stored; without it an existing store is an error.
+        batch_size: images per ``extract`` call (default: the extractor's ``options.batch_size``).
+        num_workers: background decoding processes (0: decode in this process).
+        ids_from_filename: image ids from file names (see :func:`image_id_for`).
+        rank / world_size: this process's shard (see the module docstring).
+        distributed: a ``torch.distributed`` process group is initialised: meet at a barrier
+            before rank 0 merges.
+        feature_dtype: ``"float32"`` or ``"float16"``.
+        commit_every / commit_seconds: how often finished images are committed (crash safety).
+        progress: show a tqdm progress bar (images/s).
+        loader: ``path -> LoadedImage`` (default :func:`detectors.images.load_image`).
+        merge: rank 0 merges the shards at the end.
+        keep_shards: keep the shard stores after merging.
+        merge_wait: without a process group, how long rank 0 waits for the other ranks' ``.done``.
+        compression: HDF5 compression filter of the store.
+
+    Raises:
+        StoreExistsError: the store exists and ``resume`` is False.
+        StoreLockedError: another writer holds the store.
+        ExtractionError: the extractor failed (finished images stay stored).
+    """
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    entries, skipped = list_images(images_dir, ids_from_filename=ids_from_filename)
+    sharded = world_size > 1
+    store_path = shard_path(out, rank) if sharded else out
+    summary = ExtractSummary(out=str(out), images_found=len(entries), skipped_non_image=skipped,
+                             rank=rank, world_size=world_size, store=str(store_path))
+    if sharded and store_exists(out) and not resume:
+        raise StoreExistsError(f"region store {out} already exists; pass --resume (resume=True) "
+                               "to continue it, or choose another path")
+    already: set = set()
+    if sharded and resume and store_exists(out):
+        with RegionStore(out) as final:
+            already = set(final.ids())
+    mine = entries[rank::world_size] if sharded else entries
+    if sharded:
+        _done_marker(out, rank).unlink(missing_ok=True)
+    bs = int(batch_size or _batch_size_of(extractor))
+    config = extractor.config() if hasattr(extractor, "config") else {}
+
+    with RegionStoreWriter(store_path, config=config, feature_dtype=feature_dtype, resume=resume,
+                           commit_every=commit_every, commit_seconds=commit_seconds,
+                           compression=compression) as writer:
+        failures = _FailureLog(_failures_path(store_path), keep_existing=resume)
+        # drop entries of images stored meanwhile, or no longer among this run's files
+        listed = {str(e.path) for e in mine if e.image_id not in writer and e.image_id not in already}
+        failures.clear([Path(p) for p in failures.entries if p not in listed])
+        todo = [e for e in mine if e.image_id not in writer and e.image_id not in already]
+        summary.skipped_existing = len(mine) - len(todo)
+        t0 = time.perf_counter()
+        if todo:
+            data = _ImageFiles([e.path for e in todo], loader or _default_loader())
+            dl = torch.utils.data.DataLoader(
+                data, batch_size=bs, shuffle=False, num_workers=int(num_workers),
+                collate_fn=_as_list, prefetch_factor=4 if num_workers else None)
+            desc = f"extract[{rank}/{world_size}]" if sharded else "extract"
+            with tqdm(total=len(todo), unit="img", desc=desc, disable=not progress,
+                      dynamic_ncols=True, file=sys.stderr) as bar:
+                for batch in dl:
+                    ok = [(i, li) for i, li, _ in batch if li is not None]
+                    for i, _, reason in batch:
+                        if reason is not None:
+                            failures.record(todo[i].path, reason)
+                            summary.failed += 1
+                    if ok:
+                        try:
+                            regions = extractor.extract([li.array for _, li in ok])
+                        except Exception as e:
+                            names = ", ".join(str(todo[i].path) for i, _ in ok[:3])
+                            raise ExtractionError(
+                                f"the extractor failed on a batch of {len(ok)} images ({names}"
+                                f"{', ...' if len(ok) > 3 else ''}): {type(e).__name__}: {e}. "
+                                f"The {writer.n_added} images finished in this run are stored in "
+                                f"{store_path}; fix the cause and rerun with --resume") from e
+                        if len(regions) != len(ok):
+                            raise ExtractionError(f"the extractor returned {len(regions)} results "
+                                                  f"for {len(ok)} images")
+                        for (i, li), reg in zip(ok, regions):
+                            if getattr(li, "flags", None) and "image" not in reg.flags:
+                                reg.flags["image"] = dict(li.flags)
+                            writer.add(todo[i].image_id, reg)
+                        failures.clear([todo[i].path for i, _ in ok])
+                        summary.done += len(ok)
+                    bar.update(len(batch))
+        loop_s = time.perf_counter() - t0
+        summary.failures_file = str(failures.path) if failures.entries else None
+    summary.seconds = time.perf_counter() - t_start
+    summary.images_per_s = summary.done / loop_s if summary.done and loop_s > 0 else 0.0
+
+    if sharded:
+        atomic_write_json(_done_marker(out, rank), summary.to_dict())
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if rank == 0 and merge:
+            deadline = time.monotonic() + max(0.0, merge_wait)
+            while True:
+                missing = [r for r in range(world_size) if not _done_marker(out, r).is_file()]
+                if not missing or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+            if missing:
+                summary.merge_note = (
+                    f"not merged: rank(s) {missing} have not finished; when they have, run "
+                    f"`graphmatch extract --merge-only --out {out} --world-size {world_size} "
+                    f"--images {images_dir}` (or detectors.extract.merge_shards)")
+            else:
+                n = merge_shards(out, world_size, order=[e.image_id for e in entries],
+                                 keep_shards=keep_shards)
+                summary.merged = True
+                fp = _failures_path(out)
+                summary.merge_note = (f"merged {world_size} shards into {out} ({n} images)"
+                                      + (f"; failures listed in {fp}" if fp.is_file() else ""))
+    return summary
+
+
+# ------------------------------------------------------------------------------------- CLI
+def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the arguments of ``graphmatch extract`` to ``parser``; returns it."""
+    p = parser
+    p.add_argument("--images", help="folder of images (walked recursively, sorted)")
+    p.add_argument("--out", required=True, help="region store to write, e.g. regions.h5")
+    p.add_argument("--backend", default="torchvision", help="registered extractor (default: torchvision)")
+    p.add_argument("--weights", help="local weights file (.safetensors, or .pth/.pt)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="randomly initialised model (tests / smoke runs: the features are meaningless)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the extractor's)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--num-regions", type=int, help="fixed number of regions per image (default 36)")
+    g.add_argument("--adaptive", action="store_true",
+                   help="adaptive number of regions (10-100 above a confidence threshold)")
+    p.add_argument("--min-size", type=int, help="shorter image side after resizing")
+    p.add_argument("--max-size", type=int, help="longest image side after resizing")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other extractor option, e.g. conf_threshold=0.3 (value read as JSON "
+                        "if possible)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N (under torchrun, cuda means cuda:LOCAL_RANK)")
+    p.add_argument("--fp16", action="store_true", help="store features as float16")
+    p.add_argument("--num-workers", type=int, default=2, help="background image-decoding processes")
+    p.add_argument("--resume", action="store_true", help="continue an existing store, skipping stored images")
+    p.add_argument("--ids-from-filename", action="store_true",
+                   help="image id from the file name (trailing digits as an integer, e.g. "
+                        "COCO_val2014_000000391895.jpg -> 391895) instead of the relative path")
+    p.add_argument("--commit-every", type=int, default=256,
+                   help="images per committed segment (work lost on a crash is at most this)")
+    p.add_argument("--world-size", type=int, help="number of shards (default: $WORLD_SIZE or 1)")
+    p.add_argument("--rank", type=int, help="this process's shard (default: $RANK or 0)")
+    p.add_argument("--merge-wait", type=float, default=0.0,
+                   help="without torchrun: seconds rank 0 waits for the other ranks before merging")
+    p.add_argument("--keep-shards", action="store_true", help="keep <out>.rank{r} after merging")
+    p.add_argument("--merge-only", action="store_true",
+                   help="do not extract; merge the finished shards <out>.rank{r} into <out>")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _parse_options(pairs: Sequence[str]) -> Dict[str, Any]:
+    opts: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            opts[key.strip()] = json.loads(value)
+        except ValueError:
+            opts[key.strip()] = value
+    return opts
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """Run ``graphmatch extract`` from parsed arguments; prints the summary; returns the exit code."""
+    try:
+        rank, world, launched = resolve_rank(args.rank, args.world_size)
+        if args.merge_only:
+            if world < 2:
+                raise ValueError("--merge-only needs --world-size N (N >= 2)")
+            order = None
+            if args.images:
+                order = [e.image_id for e in list_images(
+                    args.images, ids_from_filename=args.ids_from_filename)[0]]
+            n = merge_shards(args.out, world, order=order, keep_shards=args.keep_shards)
+            print(f"merged {world} shards into {args.out} ({n} images)")
+            return 0
+        if not args.images:
+            raise ValueError("--images DIR is required (unless --merge-only)")
+        distributed = False
+        device = args.device
+        if launched and world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                import datetime
+
+                dist.init_process_group(backend="gloo", timeout=datetime.timedelta(days=7))
+            distributed = True
+            if device == "cuda":
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+        from detectors.base import build_extractor
+
+        opts = _parse_options(args.option)
+        opts.update(device=device, random_weights=args.random_weights)
+        for key in ("weights", "batch_size", "min_size", "max_size", "num_regions"):
+            if getattr(args, key) is not None:
+                opts[key] = getattr(args, key)
+        if args.adaptive:
+            opts["num_regions"] = None
+        extractor = build_extractor(args.backend, **opts)
+        summary = extract_images(
+            args.images, args.out, extractor, resume=args.resume, batch_size=args.batch_size,
+            num_workers=args.num_workers, ids_from_filename=args.ids_from_filename, rank=rank,
+            world_size=world, distributed=distributed,
+            feature_dtype="float16" if args.fp16 else "float32", commit_every=args.commit_every,
+            progress=not args.quiet, merge_wait=args.merge_wait, keep_shards=args.keep_shards)
+    except (StoreError, ExtractionError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"graphmatch extract: error: {msg}", file=sys.stderr)
+        return 2
+    finally:
+        with contextlib.suppress(Exception):
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+    print(summary.format())
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m detectors.extract ...`` (same arguments as ``graphmatch extract``)."""
+    parser = add_extract_arguments(argparse.ArgumentParser(
+        prog="graphmatch extract", description="Extract image regions into an HDF5 region store."))
+    return run_extract(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

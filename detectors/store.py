@@ -1,0 +1,916 @@
+"""HDF5 region store: :class:`Regions` of many images, keyed by image id.
+
+Layout
+------
+A store at ``regions.h5`` is one HDF5 file (the *main* file) plus, while a writer is running or
+after it was interrupted, a folder ``regions.h5.parts/`` of complete *segment* files. Main file
+and segments have the same ragged layout (all regions of all images concatenated):
+
+=================  ==========================  ====================================================
+dataset            shape / dtype               meaning
+=================  ==========================  ====================================================
+``ids``            [n] utf-8 str               image ids, in the order written
+``offsets``        [n + 1] int64               image ``i`` owns region rows ``offsets[i]:offsets[i+1]``
+``image_size``     [n, 2] int64                ``(width, height)`` of each image
+``flags``          [n] utf-8 str               the JSON of ``Regions.flags``
+``present``        [n] uint8                   bit mask: which optional fields image ``i`` has
+``boxes``          [rows, 4] float32           ``(x1, y1, x2, y2)`` in pixels
+``features``       [rows, D] float32|float16   pooled region features
+``labels``         [rows] int64                optional class ids (bit 1 of ``present``)
+``scores``         [rows] float32              optional class scores (bit 2)
+``attr_labels``    [rows] or [rows, K] int64   optional attribute ids (bit 4)
+``attr_scores``    [rows] or [rows, K] float32 optional attribute scores (bit 8)
+=================  ==========================  ====================================================
+
+File attributes: ``format`` (``"graphmatch-regions"``), ``format_version``, ``created``,
+``modified`` (ISO 8601 UTC), ``extractor_config`` (the extractor's ``config()`` as JSON),
+``feature_dim`` and ``feature_dtype``.
+
+Crash safety
+------------
+The writer never modifies a file that holds finished images: every ``commit_every`` images (or
+``commit_seconds``) it writes the buffered images into a new segment file under a temporary name,
+``fsync``\\ s it and renames it to ``seg-XXXXXXXX.h5`` (an atomic ``os.replace``), so a segment is
+either complete or absent; at a clean ``close()`` the main file and all segments are merged into a
+temporary file that atomically replaces the main file, and only then are the segments deleted.
+A reader sees the main file plus every complete segment (a later record of an id wins), so a
+``kill -9`` at any moment loses at most the images not yet committed, and ``resume=True`` picks up
+from exactly what was stored.
+
+Writers are exclusive: a lock file ``regions.h5.lock`` (created with ``O_EXCL``, holding the pid,
+host and command line of the writer) makes a second writer fail with :class:`StoreLockedError`
+naming the lock and its holder. A lock left behind by a dead process *on the same host* is
+reclaimed automatically (with a warning); a lock held from another host cannot be checked and is
+reported with the command that removes it.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import h5py
+import numpy as np
+import torch
+
+from graphmatch.structures import Regions
+from graphmatch.utils.io import atomic_path
+
+PathLike = Union[str, os.PathLike]
+
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "StoreError", "StoreExistsError", "StoreLockedError",
+    "RegionStore", "RegionStoreWriter", "StoreLock", "merge_stores", "store_exists",
+    "compatible_configs", "RUN_ONLY_CONFIG_KEYS",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "graphmatch-regions"
+FORMAT_VERSION = 1
+
+#: extractor-config keys (at any nesting level) ignored when checking that two configs agree:
+#: they describe the run or the environment, not the features
+RUN_ONLY_CONFIG_KEYS = frozenset({"batch_size", "device", "num_workers", "progress", "versions"})
+
+# optional per-region fields: name -> (present bit, dtype, fill value)
+_OPTIONAL: Dict[str, Tuple[int, Any, Any]] = {
+    "labels": (1, np.int64, -1),
+    "scores": (2, np.float32, np.nan),
+    "attr_labels": (4, np.int64, -1),
+    "attr_scores": (8, np.float32, np.nan),
+}
+_SEGMENT_RE = re.compile(r"^seg-(\d{8})\.h5$")
+_STR = h5py.string_dtype("utf-8")
+_COPY_IMAGES = 128  # images per bulk copy when merging files
+
+
+class StoreError(RuntimeError):
+    """A region store is missing, malformed, incompatible or busy; the message names the file."""
+
+
+class StoreExistsError(StoreError):
+    """The store already exists and the writer was not asked to resume it."""
+
+
+class StoreLockedError(StoreError):
+    """Another writer holds the store's lock file."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _parts_dir(path: Path) -> Path:
+    return Path(str(path) + ".parts")
+
+
+def _segments(path: Path) -> List[Path]:
+    """Complete segment files of the store at ``path``, in commit order."""
+    parts = _parts_dir(path)
+    if not parts.is_dir():
+        return []
+    return sorted(p for p in parts.iterdir() if _SEGMENT_RE.match(p.name))
+
+
+def store_exists(path: PathLike) -> bool:
+    """True if ``path`` has a main file or at least one committed segment."""
+    path = Path(path)
+    return path.is_file() or bool(_segments(path))
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _comparable(config: Any) -> Any:
+    if isinstance(config, Mapping):
+        return {k: _comparable(v) for k, v in config.items() if k not in RUN_ONLY_CONFIG_KEYS}
+    return config
+
+
+def compatible_configs(a: Mapping[str, Any], b: Mapping[str, Any]) -> List[str]:
+    """Keys (dotted paths) whose values differ between two extractor configs; keys in
+    :data:`RUN_ONLY_CONFIG_KEYS` are ignored at every level. An empty list means they agree."""
+    out: List[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k, "<missing>"), y.get(k, "<missing>"), f"{prefix}{k}.")
+        elif x != y:
+            out.append(prefix[:-1] or "<config>")
+
+    walk(_comparable(a), _comparable(b), "")
+    return out
+
+
+# ------------------------------------------------------------------------------------ locking
+class StoreLock:
+    """An exclusive lock file ``<store>.lock`` created with ``O_CREAT | O_EXCL``.
+
+    The file holds JSON ``{"pid", "host", "created", "argv"}`` of the holder. A lock whose holder
+    is on this host and no longer running is reclaimed (a warning is logged); any other existing
+    lock raises :class:`StoreLockedError` naming the lock file and its holder.
+    """
+
+    def __init__(self, store_path: PathLike) -> None:
+        self.path = Path(str(store_path) + ".lock")
+        self.held = False
+
+    @staticmethod
+    def _pid_alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _read(self) -> Tuple[Optional[Dict[str, Any]], str]:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, ""
+        try:
+            info = json.loads(raw)
+            return (info if isinstance(info, dict) else None), raw
+        except ValueError:
+            return None, raw
+
+    def acquire(self) -> "StoreLock":
+        """Take the lock or raise :class:`StoreLockedError`."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "created": _now(),
+              "argv": sys.argv}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                info, raw = self._read()
+                if info is None and not raw:
+                    continue  # removed meanwhile: try again
+                holder = (f"pid {info.get('pid')} on host {info.get('host')!r} since "
+                          f"{info.get('created')}" if info else "an unreadable holder record")
+                same_host = bool(info) and info.get("host") == me["host"]
+                pid = info.get("pid") if info else None
+                if same_host and isinstance(pid, int) and not self._pid_alive(pid):
+                    # stale: the holder died. Remove it only if it is still the same record.
+                    if self.path.read_text(encoding="utf-8") == raw:
+                        log.warning("reclaiming stale lock %s (%s is no longer running)",
+                                    self.path, holder)
+                        with contextlib.suppress(FileNotFoundError):
+                            self.path.unlink()
+                    continue
+                if same_host:
+                    hint = ("wait for that writer to finish, or stop it; "
+                            f"if you are sure no writer is running, remove the lock: rm {self.path}")
+                else:
+                    hint = ("it cannot be checked from this host; if no writer is running there, "
+                            f"remove the lock: rm {self.path}")
+                raise StoreLockedError(
+                    f"region store {str(self.path)[:-5]} is locked by another writer: lock file "
+                    f"{self.path} is held by {holder}; {hint}") from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            self.held = True
+            return self
+        raise StoreLockedError(f"could not take the lock {self.path} (it keeps changing hands)")
+
+    def release(self) -> None:
+        """Remove the lock file if this object holds it."""
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            self.held = False
+
+    def __enter__(self) -> "StoreLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+# ------------------------------------------------------------------------------ file reading
+class _StoreFile:
+    """One HDF5 file of the ragged layout, opened read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.h5 = h5py.File(path, "r")
+        except OSError as e:
+            raise StoreError(f"{path}: cannot open as an HDF5 region store ({e})") from e
+        try:
+            a = self.h5.attrs
+            fmt = a.get("format")
+            if fmt != FORMAT_NAME:
+                raise StoreError(f"{path}: not a region store (format attribute {fmt!r}, "
+                                 f"expected {FORMAT_NAME!r})")
+            ver = int(a.get("format_version", -1))
+            if ver > FORMAT_VERSION:
+                raise StoreError(f"{path}: store format version {ver} is newer than this "
+                                 f"reader ({FORMAT_VERSION}); upgrade graphmatch")
+            self.config: Dict[str, Any] = json.loads(a.get("extractor_config", "{}"))
+            self.feature_dim = int(a.get("feature_dim", 0))
+            self.feature_dtype = str(a.get("feature_dtype", "float32"))
+            self.created = str(a.get("created", ""))
+            if "ids" in self.h5:
+                self.ids: List[str] = [str(s) for s in self.h5["ids"].asstr()[()]]
+                self.offsets = np.asarray(self.h5["offsets"][()], dtype=np.int64)
+                self.sizes = np.asarray(self.h5["image_size"][()], dtype=np.int64)
+                self.flags = [str(s) for s in self.h5["flags"].asstr()[()]]
+                self.present = np.asarray(self.h5["present"][()], dtype=np.uint8)
+            else:
+                self.ids, self.flags = [], []
+                self.offsets = np.zeros(1, np.int64)
+                self.sizes = np.zeros((0, 2), np.int64)
+                self.present = np.zeros(0, np.uint8)
+            n = len(self.ids)
+            if self.offsets.shape != (n + 1,) or self.sizes.shape != (n, 2) or len(self.flags) != n:
+                raise StoreError(f"{path}: index datasets disagree on the number of images ({n})")
+        except StoreError:
+            self.h5.close()
+            raise
+        except (KeyError, ValueError, OSError) as e:
+            self.h5.close()
+            raise StoreError(f"{path}: malformed region store ({type(e).__name__}: {e})") from e
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def regions(self, i: int) -> Regions:
+        s, e = int(self.offsets[i]), int(self.offsets[i + 1])
+        h5 = self.h5
+        bits = int(self.present[i])
+        opt: Dict[str, Optional[torch.Tensor]] = {}
+        for name, (bit, _, _) in _OPTIONAL.items():
+            opt[name] = torch.from_numpy(np.asarray(h5[name][s:e])) if bits & bit and name in h5 else None
+        if "features" in h5:
+            feats = np.asarray(h5["features"][s:e])
+            boxes = np.asarray(h5["boxes"][s:e])
+        else:
+            feats = np.zeros((0, self.feature_dim), np.float32)
+            boxes = np.zeros((0, 4), np.float32)
+        return Regions(boxes=torch.from_numpy(boxes), features=torch.from_numpy(feats),
+                       image_size=(int(self.sizes[i, 0]), int(self.sizes[i, 1])),
+                       flags=json.loads(self.flags[i]) if self.flags[i] else {}, **opt)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.h5.close()
+
+
+class RegionStore:
+    """Read access to a region store: ``get(image_id) -> Regions``, ``ids()``, ``len``, ``in``.
+
+    Iterating yields ``(image_id, Regions)`` pairs in storage order (as every reader in
+    :mod:`detectors.readers` does). The store is the main file plus every committed segment of
+    an unfinished or interrupted writer (see the module docstring); a later record of an id
+    overrides an earlier one. Opening does not take the writer lock.
+
+    Args:
+        path: the store path, e.g. ``regions.h5``.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        for attempt in range(2):
+            try:
+                self._open()
+                break
+            except FileNotFoundError:
+                # a writer compacted (deleted segments) between listing and opening: list again
+                self.close()
+                if attempt:
+                    raise
+
+    def _open(self) -> None:
+        self._files: List[_StoreFile] = []
+        paths = ([self.path] if self.path.is_file() else []) + _segments(self.path)
+        if not paths:
+            raise StoreError(f"region store not found: {self.path} (no such file and no "
+                             f"committed segments in {_parts_dir(self.path)})")
+        for p in paths:
+            try:
+                self._files.append(_StoreFile(p))
+            except StoreError:
+                if not p.exists():
+                    raise FileNotFoundError(p) from None
+                raise
+        self._index: Dict[str, Tuple[int, int]] = {}
+        for fi, f in enumerate(self._files):
+            for ii, image_id in enumerate(f.ids):
+                self._index[image_id] = (fi, ii)
+        dims = {f.feature_dim for f in self._files if f.offsets[-1] > 0}
+        if len(dims) > 1:
+            raise StoreError(f"{self.path}: files of the store disagree on the feature dimension "
+                             f"({sorted(dims)})")
+        first = self._files[0]
+        self.config: Dict[str, Any] = first.config
+        self.created: str = first.created
+        self.feature_dim: int = dims.pop() if dims else max(f.feature_dim for f in self._files)
+        self.n_regions: int = sum(int(f.offsets[-1]) for f in self._files)
+        self.feature_dtype: str = first.feature_dtype
+
+    @property
+    def files(self) -> List[Path]:
+        """The files the store is read from: the main file, then committed segments."""
+        return [f.path for f in self._files]
+
+    def ids(self) -> List[str]:
+        """Image ids in storage order."""
+        return list(self._index)
+
+    def get(self, image_id: str) -> Regions:
+        """The regions of ``image_id``; ``KeyError`` naming the store if absent."""
+        try:
+            fi, ii = self._index[str(image_id)]
+        except KeyError:
+            raise KeyError(f"image id {image_id!r} is not in region store {self.path} "
+                           f"({len(self)} images)") from None
+        return self._files[fi].regions(ii)
+
+    __getitem__ = get
+
+    def __contains__(self, image_id: object) -> bool:
+        return str(image_id) in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[Tuple[str, Regions]]:
+        for image_id, (fi, ii) in self._index.items():
+            yield image_id, self._files[fi].regions(ii)
+
+    items = __iter__
+
+    def close(self) -> None:
+        """Close the HDF5 files."""
+        for f in getattr(self, "_files", []):
+            f.close()
+        self._files = []
+
+    def __enter__(self) -> "RegionStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"RegionStore({str(self.path)!r}, images={len(self)}, feature_dim={self.feature_dim}, "
+                f"dtype={self.feature_dtype}, files={len(self._files)})")
+
+
+# ------------------------------------------------------------------------------ file writing
+class _Appender:
+    """Appends images to an HDF5 file of the ragged layout (resizable, chunked datasets)."""
+
+    def __init__(self, h5: h5py.File, *, config: Mapping[str, Any], feature_dtype: str,
+                 compression: Optional[str], created: Optional[str] = None) -> None:
+        self.h5 = h5
+        self.feature_dtype = np.dtype(feature_dtype)
+        self.compression = compression
+        self.n_images = 0
+        self.n_rows = 0
+        self.dim: Optional[int] = None
+        self.attr_tail: Dict[str, Tuple[int, ...]] = {}
+        a = h5.attrs
+        a["format"] = FORMAT_NAME
+        a["format_version"] = FORMAT_VERSION
+        a["created"] = created or _now()
+        a["modified"] = _now()
+        a["extractor_config"] = json.dumps(dict(config), sort_keys=True)
+        a["feature_dtype"] = self.feature_dtype.name
+        a["feature_dim"] = 0
+        self._index_ds()
+
+    def _ds(self, name: str, tail: Tuple[int, ...], dtype: Any, rows: int, fill: Any = None,
+            chunk_rows: int = 4096) -> h5py.Dataset:
+        kw: Dict[str, Any] = {}
+        if fill is not None:
+            kw["fillvalue"] = fill
+        if self.compression:
+            kw["compression"] = self.compression
+        return self.h5.create_dataset(name, shape=(rows,) + tail, maxshape=(None,) + tail,
+                                      dtype=dtype, chunks=(chunk_rows,) + tail, **kw)
+
+    def _index_ds(self) -> None:
+        self._ds("ids", (), _STR, 0)
+        off = self._ds("offsets", (), np.int64, 1)
+        off[0] = 0
+        self._ds("image_size", (2,), np.int64, 0)
+        self._ds("flags", (), _STR, 0)
+        self._ds("present", (), np.uint8, 0)
+
+    def _ensure_region_ds(self, dim: int) -> None:
+        if self.dim is None:
+            self.dim = dim
+            self.h5.attrs["feature_dim"] = dim
+            chunk = max(16, min(4096, (1 << 20) // max(1, dim * self.feature_dtype.itemsize)))
+            self._ds("boxes", (4,), np.float32, 0)
+            self._ds("features", (dim,), self.feature_dtype, 0, chunk_rows=chunk)
+        elif dim != self.dim:
+            raise StoreError(f"{self.h5.filename}: feature dimension {dim} differs from the "
+                             f"store's {self.dim}")
+
+    def _ensure_opt(self, name: str, tail: Tuple[int, ...]) -> None:
+        if name in self.h5:
+            if self.attr_tail.get(name, ()) != tail:
+                raise StoreError(f"{self.h5.filename}: {name} rows have shape {tail}, the store's "
+                                 f"have {self.attr_tail.get(name, ())}")
+            return
+        _, dtype, fill = _OPTIONAL[name]
+        self._ds(name, tail, dtype, self.n_rows, fill=fill)
+        self.attr_tail[name] = tail
+
+    @staticmethod
+    def _grow(ds: h5py.Dataset, data: Any, start: int) -> None:
+        n = len(data)
+        if ds.shape[0] < start + n:
+            ds.resize(start + n, axis=0)
+        if n:
+            ds[start:start + n] = data
+
+    def append(self, ids: Sequence[str], counts: np.ndarray, sizes: np.ndarray,
+               flags: Sequence[str], present: np.ndarray, boxes: np.ndarray, features: np.ndarray,
+               optional: Mapping[str, Optional[np.ndarray]]) -> None:
+        """Append ``len(ids)`` images whose regions are the concatenated rows given."""
+        k = len(ids)
+        if k == 0:
+            return
+        rows = int(counts.sum())
+        if rows == 0 and self.dim is not None:
+            features = features.reshape(0, self.dim)
+        if rows > 0 or features.shape[1] > 0:
+            self._ensure_region_ds(int(features.shape[1]))
+        for name, arr in optional.items():
+            if arr is not None:
+                self._ensure_opt(name, tuple(arr.shape[1:]))
+        h5, n, r = self.h5, self.n_images, self.n_rows
+        self._grow(h5["ids"], np.array(list(ids), dtype=object), n)
+        self._grow(h5["offsets"], r + np.cumsum(counts, dtype=np.int64), n + 1)
+        self._grow(h5["image_size"], sizes.astype(np.int64), n)
+        self._grow(h5["flags"], np.array(list(flags), dtype=object), n)
+        self._grow(h5["present"], present.astype(np.uint8), n)
+        if "features" in h5:
+            self._grow(h5["boxes"], boxes.astype(np.float32, copy=False), r)
+            self._grow(h5["features"], features.astype(self.feature_dtype, copy=False), r)
+        for name in _OPTIONAL:
+            if name not in h5:
+                continue
+            arr = optional.get(name)
+            if arr is None:
+                h5[name].resize(r + rows, axis=0)  # fill value for the new rows
+            else:
+                self._grow(h5[name], arr.astype(_OPTIONAL[name][1], copy=False), r)
+        self.n_images += k
+        self.n_rows += rows
+
+    def append_records(self, records: Sequence[Tuple[str, Regions]]) -> None:
+        """Append ``(image_id, Regions)`` pairs."""
+        if not records:
+            return
+        dim = self.dim
+        if dim is None:
+            dim = next((int(reg.features.shape[1]) for _, reg in records if len(reg)),
+                       int(records[0][1].features.shape[1]))
+        counts = np.array([len(reg) for _, reg in records], dtype=np.int64)
+        sizes = np.array([reg.image_size for _, reg in records], dtype=np.int64).reshape(-1, 2)
+        flags = [json.dumps(reg.flags, sort_keys=True, default=str) for _, reg in records]
+        present = np.zeros(len(records), np.uint8)
+        boxes, feats = [], []
+        for _, reg in records:
+            f = reg.features.detach().cpu()
+            if len(reg) == 0:
+                f = f.reshape(0, dim)
+            if f.shape[1] != dim:
+                raise StoreError(f"{self.h5.filename}: feature dimension {f.shape[1]} differs "
+                                 f"from the store's {dim}")
+            boxes.append(reg.boxes.detach().cpu().numpy())
+            feats.append(f.float().numpy() if f.dtype == torch.bfloat16 else f.numpy())
+        optional: Dict[str, Optional[np.ndarray]] = {}
+        for name, (bit, dtype, fill) in _OPTIONAL.items():
+            vals = [getattr(reg, name) for _, reg in records]
+            if all(v is None for v in vals):
+                optional[name] = None
+                continue
+            tail = next(tuple(v.shape[1:]) for v in vals if v is not None)
+            parts = []
+            for j, (v, (_, reg)) in enumerate(zip(vals, records)):
+                if v is None:
+                    parts.append(np.full((len(reg),) + tail, fill, dtype))
+                else:
+                    if tuple(v.shape[1:]) != tail:
+                        raise StoreError(f"{name} of image {records[j][0]!r} has rows of shape "
+                                         f"{tuple(v.shape[1:])}, others have {tail}")
+                    parts.append(v.detach().cpu().numpy().astype(dtype, copy=False))
+                    present[j] |= bit
+            optional[name] = np.concatenate(parts)
+        self.append([i for i, _ in records], counts, sizes, flags, present,
+                     np.concatenate(boxes).reshape(-1, 4), np.concatenate(feats).reshape(-1, dim),
+                     optional)
+
+    def append_from(self, src: _StoreFile, indices: Sequence[int]) -> None:
+        """Bulk-copy images ``indices`` of ``src`` (contiguous runs are read in one slice)."""
+        idx = list(indices)
+        start = 0
+        while start < len(idx):
+            end = start + 1
+            while end < len(idx) and end - start < _COPY_IMAGES and idx[end] == idx[end - 1] + 1:
+                end += 1
+            a, b = idx[start], idx[end - 1] + 1
+            s, e = int(src.offsets[a]), int(src.offsets[b])
+            h = src.h5
+            if "features" in h:
+                feats, boxes = np.asarray(h["features"][s:e]), np.asarray(h["boxes"][s:e])
+            else:
+                feats = np.zeros((0, self.dim or src.feature_dim), np.float32)
+                boxes = np.zeros((0, 4), np.float32)
+            optional = {name: (np.asarray(h[name][s:e]) if name in h else None) for name in _OPTIONAL}
+            self.append(src.ids[a:b], np.diff(src.offsets[a:b + 1]), src.sizes[a:b],
+                        src.flags[a:b], src.present[a:b], boxes, feats, optional)
+            start = end
+
+
+def _write_file(path: Path, *, config: Mapping[str, Any], feature_dtype: str,
+                compression: Optional[str], created: Optional[str] = None,
+                records: Sequence[Tuple[str, Regions]] = (),
+                sources: Sequence[Tuple[_StoreFile, Sequence[int]]] = ()) -> None:
+    """Write a complete store file at ``path`` (not atomic by itself) and fsync it."""
+    with h5py.File(path, "w") as h5:
+        app = _Appender(h5, config=config, feature_dtype=feature_dtype,
+                        compression=compression, created=created)
+        for src, indices in sources:
+            app.append_from(src, indices)
+        app.append_records(records)
+    _fsync_file(path)
+
+
+def _plan(files: Sequence[_StoreFile], order: Optional[Sequence[str]] = None,
+          ) -> List[Tuple[_StoreFile, List[int]]]:
+    """Which images of which files to copy (last record of an id wins), as runs per file.
+
+    Without ``order`` ids keep their first-appearance order; with it, ids in ``order`` come
+    first in that order, then the remaining ids in first-appearance order.
+    """
+    where: Dict[str, Tuple[int, int]] = {}
+    for fi, f in enumerate(files):
+        for ii, image_id in enumerate(f.ids):
+            where[image_id] = (fi, ii)
+    ids = list(where)
+    if order is not None:
+        rank = {image_id: k for k, image_id in enumerate(order)}
+        ids.sort(key=lambda i: (0, rank[i]) if i in rank else (1, 0))  # stable for the rest
+    plan: List[Tuple[_StoreFile, List[int]]] = []
+    for image_id in ids:
+        fi, ii = where[image_id]
+        if plan and plan[-1][0] is files[fi]:
+            plan[-1][1].append(ii)
+        else:
+            plan.append((files[fi], [ii]))
+    return plan
+
+
+class RegionStoreWriter:
+    """Exclusive, crash-safe writer of a region store (see the module docstring).
+
+    Args:
+        path: store path, e.g. ``regions.h5``.
+        config: the extractor's ``config()`` (JSON-serialisable); stored as a file attribute.
+            When resuming, it must agree with the stored config (keys in
+            :data:`RUN_ONLY_CONFIG_KEYS` aside), otherwise :class:`StoreError`.
+        feature_dtype: ``"float32"`` or ``"float16"``; default: the existing store's, or float32.
+        resume: continue an existing store; without it an existing store raises
+            :class:`StoreExistsError`.
+        commit_every: images buffered in memory before they are committed as a segment.
+        commit_seconds: also commit when the oldest buffered image is this old.
+        compression: HDF5 compression filter of the datasets (``None``, ``"gzip"``, ``"lzf"``).
+        compact: at ``close()``, merge the segments into the main file.
+
+    Use it as a context manager: on a clean exit it commits, compacts and releases the lock; on
+    an exception it commits the finished images it buffered and releases the lock, leaving the
+    segments for the next (resuming) writer to compact.
+    """
+
+    def __init__(self, path: PathLike, *, config: Optional[Mapping[str, Any]] = None,
+                 feature_dtype: Optional[str] = None, resume: bool = False,
+                 commit_every: int = 256, commit_seconds: float = 60.0,
+                 compression: Optional[str] = None, compact: bool = True) -> None:
+        self.path = Path(path)
+        self.config: Dict[str, Any] = json.loads(json.dumps(dict(config or {})))
+        self.commit_every = max(1, int(commit_every))
+        self.commit_seconds = float(commit_seconds)
+        self.compression = compression
+        self.compact_on_close = compact
+        if feature_dtype is not None and np.dtype(feature_dtype).name not in ("float32", "float16"):
+            raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
+        self.lock = StoreLock(self.path).acquire()
+        try:
+            self._cleanup_temporaries()
+            self._done: set = set()
+            self.created: Optional[str] = None
+            self.feature_dim: Optional[int] = None
+            if store_exists(self.path):
+                if not resume:
+                    raise StoreExistsError(
+                        f"region store {self.path} already exists; pass --resume (resume=True) "
+                        "to continue it, or choose another path")
+                with RegionStore(self.path) as old:
+                    diff = compatible_configs(old.config, self.config) if self.config else []
+                    if diff:
+                        raise StoreError(
+                            f"region store {self.path} was written with a different extractor "
+                            f"config (differs in: {', '.join(diff)}); stored: "
+                            f"{json.dumps(_comparable(old.config), sort_keys=True)}; "
+                            "choose another output path")
+                    if not self.config:
+                        self.config = old.config
+                    if feature_dtype is not None and np.dtype(feature_dtype).name != old.feature_dtype:
+                        raise StoreError(f"region store {self.path} holds {old.feature_dtype} "
+                                         f"features; cannot resume with {feature_dtype}")
+                    feature_dtype = old.feature_dtype
+                    self._done = set(old.ids())
+                    self.created = old.created
+                    self.feature_dim = old.feature_dim if old.n_regions else None
+            self.feature_dtype = np.dtype(feature_dtype or "float32").name
+            self._buffer: List[Tuple[str, Regions]] = []
+            self._buffer_since: Optional[float] = None
+            self.n_added = 0
+            self.closed = False
+        except BaseException:
+            self.lock.release()
+            raise
+
+    # -- housekeeping
+    def _cleanup_temporaries(self) -> None:
+        """Remove temporary files of a writer that was killed (we hold the lock)."""
+        parts = _parts_dir(self.path)
+        if parts.is_dir():
+            for p in parts.iterdir():
+                if p.name.endswith(".tmp"):
+                    p.unlink(missing_ok=True)
+        parent = self.path.parent
+        if parent.is_dir():
+            prefix = f".{self.path.name}."
+            for p in parent.iterdir():
+                if p.name.startswith(prefix) and p.name.endswith(".tmp"):
+                    p.unlink(missing_ok=True)
+
+    # -- writing
+    def __contains__(self, image_id: object) -> bool:
+        """True if ``image_id`` is stored, committed or buffered."""
+        return str(image_id) in self._done
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def add(self, image_id: str, regions: Regions) -> None:
+        """Add the regions of one image (buffered; committed every ``commit_every`` images)."""
+        if self.closed:
+            raise StoreError(f"writer of {self.path} is closed")
+        image_id = str(image_id)
+        if not image_id:
+            raise ValueError("image id must be a non-empty string")
+        if image_id in self._done:
+            raise StoreError(f"image id {image_id!r} is already in region store {self.path}")
+        if not isinstance(regions, Regions):
+            raise TypeError(f"expected Regions for image {image_id!r}, got {type(regions).__name__}")
+        dim = int(regions.features.shape[1])
+        if len(regions):
+            if self.feature_dim is None:
+                self.feature_dim = dim
+            elif dim != self.feature_dim:
+                raise StoreError(f"image {image_id!r} has {dim}-d features; region store "
+                                 f"{self.path} holds {self.feature_dim}-d features")
+        self._buffer.append((image_id, regions))
+        self._done.add(image_id)
+        self.n_added += 1
+        if self._buffer_since is None:
+            self._buffer_since = time.monotonic()
+        if (len(self._buffer) >= self.commit_every
+                or time.monotonic() - self._buffer_since >= self.commit_seconds):
+            self.commit()
+
+    def add_many(self, items: Iterable[Tuple[str, Regions]]) -> None:
+        """``add`` each ``(image_id, Regions)`` pair."""
+        for image_id, regions in items:
+            self.add(image_id, regions)
+
+    def commit(self) -> Optional[Path]:
+        """Write the buffered images as a new segment (atomic rename); return its path."""
+        if not self._buffer:
+            return None
+        parts = _parts_dir(self.path)
+        parts.mkdir(parents=True, exist_ok=True)
+        existing = _segments(self.path)
+        seq = int(_SEGMENT_RE.match(existing[-1].name).group(1)) + 1 if existing else 0
+        final = parts / f"seg-{seq:08d}.h5"
+        tmp = parts / f".seg-{seq:08d}.h5.{os.getpid()}.tmp"
+        try:
+            _write_file(tmp, config=self.config, feature_dtype=self.feature_dtype,
+                        compression=self.compression, created=self.created,
+                        records=self._buffer)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(parts)
+        self._buffer = []
+        self._buffer_since = None
+        return final
+
+    def compact(self) -> None:
+        """Merge the main file and all segments into a new main file (atomically), then delete
+        the segments. Also creates an empty main file for a store with no images yet."""
+        self.commit()
+        segs = _segments(self.path)
+        if not segs and self.path.is_file():
+            return
+        files = [_StoreFile(p) for p in ([self.path] if self.path.is_file() else []) + segs]
+        try:
+            created = self.created or (files[0].created if files else None)
+            with atomic_path(self.path) as tmp:
+                _write_file(tmp, config=self.config, feature_dtype=self.feature_dtype,
+                            compression=self.compression, created=created, sources=_plan(files))
+        finally:
+            for f in files:
+                f.close()
+        _fsync_dir(self.path.parent)
+        for p in segs:
+            p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _parts_dir(self.path).rmdir()
+
+    def close(self, compact: Optional[bool] = None) -> None:
+        """Commit, compact (unless ``compact=False``) and release the lock."""
+        if self.closed:
+            return
+        try:
+            self.commit()
+            if self.compact_on_close if compact is None else compact:
+                self.compact()
+        finally:
+            self.closed = True
+            self.lock.release()
+
+    def abort(self) -> None:
+        """Commit the finished images that are buffered and release the lock (no compaction)."""
+        if self.closed:
+            return
+        try:
+            self.commit()
+        finally:
+            self.closed = True
+            self.lock.release()
+
+    def __enter__(self) -> "RegionStoreWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            try:
+                self.abort()
+            except Exception as e:  # keep the original exception
+                log.error("could not commit buffered images of %s: %s", self.path, e)
+
+
+# ------------------------------------------------------------------------------------ merging
+def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, order: Optional[Sequence[str]] = None,
+                 on_duplicate: str = "error", feature_dtype: Optional[str] = None,
+                 compression: Optional[str] = None, overwrite: bool = False) -> int:
+    """Merge region stores ``inputs`` into the store ``out``; return its number of images.
+
+    ``out`` is written to a temporary file and renamed into place (atomic), under ``out``'s
+    writer lock; ``out`` may itself be one of the inputs (e.g. the final store plus new shards),
+    otherwise an existing ``out`` is an error unless ``overwrite``. Inputs may be interrupted
+    stores (their committed segments are included). Their extractor configs must agree (run-only
+    keys aside).
+
+    Args:
+        inputs: store paths; missing inputs are an error.
+        out: the merged store path.
+        order: optional image-id order of the result (ids not listed follow in input order).
+        on_duplicate: ``"error"`` (an id in two inputs is an error), ``"first"`` or ``"last"``
+            (which input's record to keep).
+        feature_dtype: dtype of the merged features (default: the inputs'; float32 when mixed).
+        compression: HDF5 compression of the result.
+    """
+    if on_duplicate not in ("error", "first", "last"):
+        raise ValueError(f"on_duplicate must be 'error', 'first' or 'last', got {on_duplicate!r}")
+    out = Path(out)
+    in_paths = [Path(p) for p in inputs]
+    if not in_paths:
+        raise ValueError("merge_stores: no inputs")
+    out_is_input = any(p.resolve() == out.resolve() for p in in_paths)
+    with StoreLock(out):
+        if store_exists(out) and not out_is_input and not overwrite:
+            raise StoreExistsError(f"merge output {out} already exists (pass overwrite=True, or "
+                                   "list it among the inputs to merge into it)")
+        stores = [RegionStore(p) for p in in_paths]
+        try:
+            configs = [s.config for s in stores]
+            for p, c in zip(in_paths[1:], configs[1:]):
+                diff = compatible_configs(configs[0], c)
+                if diff:
+                    raise StoreError(f"cannot merge {p} with {in_paths[0]}: extractor configs "
+                                     f"differ in {', '.join(diff)}")
+            dims = {s.feature_dim for s in stores if s.n_regions}
+            if len(dims) > 1:
+                raise StoreError(f"cannot merge stores with feature dimensions {sorted(dims)}")
+            seen: Dict[str, Path] = {}
+            files: List[_StoreFile] = []
+            for p, s in zip(in_paths, stores):
+                for image_id in s.ids():
+                    if image_id in seen and on_duplicate == "error":
+                        raise StoreError(f"image id {image_id!r} is in both {seen[image_id]} and "
+                                         f"{p} (pass on_duplicate='first' or 'last')")
+                    seen.setdefault(image_id, p)
+                files.extend(s._files)
+            if on_duplicate == "first":
+                files = files[::-1]  # the last record wins in _plan
+            plan = _plan(files, order=order if order is not None else
+                         (list(seen) if on_duplicate == "first" else None))
+            dtypes = {s.feature_dtype for s in stores if s.n_regions} or {stores[0].feature_dtype}
+            dtype = feature_dtype or (dtypes.pop() if len(dtypes) == 1 else "float32")
+            created = min((s.created for s in stores if s.created), default=None)
+            with atomic_path(out) as tmp:
+                _write_file(tmp, config=configs[0], feature_dtype=dtype, compression=compression,
+                            created=created, sources=plan)
+            _fsync_dir(out.parent)
+            n = sum(len(ix) for _, ix in plan)
+        finally:
+            for s in stores:
+                s.close()
+        if out_is_input:  # the out store's segments are now part of its main file
+            for p in _segments(out):
+                p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                _parts_dir(out).rmdir()
+    return n
