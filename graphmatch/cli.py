@@ -1,6 +1,8 @@
-"""Command line: ``graphmatch {train,eval,demo,synth,list}``.
+"""Command line: ``graphmatch {train,eval,demo,synth,list,parse,eval-parser,extract}``.
 
 This module only parses arguments into calls of the library; all behaviour lives in the library.
+It is the one place that reaches into ``parsers`` and ``detectors``, and only inside the command
+functions, so ``import graphmatch.cli`` loads neither spaCy nor torchvision.
 """
 from __future__ import annotations
 
@@ -135,6 +137,95 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_cache(args: argparse.Namespace, parser: Any) -> Any:
+    """The parse cache for ``parse``: ``--cache DIR``, else ``$GRAPHMATCH_CACHE/parses``, else
+    ``~/.cache/graphmatch/parses``; ``None`` with ``--no-cache``."""
+    from parsers.cache import ParseCache
+
+    if args.no_cache:
+        return None
+    return ParseCache.for_parser(parser, args.cache)
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from parsers.commands import make_parser, parse_file
+
+    if not Path(args.captions).is_file():
+        raise FileNotFoundError(f"captions file not found: {args.captions}")
+    parser = make_parser(args.model, args.batch_size)
+    cache = _parse_cache(args, parser)
+
+    def warn(msg: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"graphmatch parse: warning: {msg}", file=sys.stderr)
+
+    try:
+        s = parse_file(args.captions, args.out, parser=parser, batch_size=args.batch_size, cache=cache,
+                       strict=args.strict, overwrite=args.overwrite, chunk_size=args.chunk_size,
+                       max_chars=args.max_chars, progress=not args.quiet, on_warning=warn)
+    except KeyboardInterrupt:
+        print(f"interrupted; every complete record in {args.out} is kept (run the same command again "
+              f"to continue)", file=sys.stderr)
+        return 130
+    finally:
+        if cache is not None:
+            cache.close()
+    if args.json:
+        _print_json(s)
+        return 0
+    if not s["written"] and s["resumed_from"] == s["lines"]:
+        print(f"{s['output']}: already complete ({s['lines']} records)")
+        return 0
+    resumed = f", {s['resumed_from']} kept from an earlier run" if s["resumed_from"] else ""
+    rate = f" ({s['captions_per_s']:.0f} captions/s)" if s["captions_per_s"] else ""
+    print(f"{s['output']}: {s['lines']} records{resumed}; {s['written']} written in {s['seconds']:.1f} s{rate}; "
+          f"{s['parsed']} captions parsed, {s['from_cache']} from the cache")
+    if s["notes"]:
+        print("notes: " + ", ".join(f"{n} {k}" for k, n in sorted(s["notes"].items())))
+    if s["warnings"]:
+        print(f"{s['warnings']} problem lines (see the warnings)")
+    return 0
+
+
+def cmd_eval_parser(args: argparse.Namespace) -> int:
+    from parsers.commands import evaluate_parser, format_eval_table
+
+    try:
+        report = evaluate_parser(args.gold, model=args.model, baseline=args.baseline, limit=args.limit,
+                                 batch_size=args.batch_size)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_eval_table(report))
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from detectors.extract import run_extract
+
+    return run_extract(args)
+
+
+def _add_extract_parser(sub: Any) -> None:
+    from detectors.extract import add_extract_arguments
+
+    ex = sub.add_parser("extract", help="extract Faster R-CNN region features of a folder of images into an "
+                        "HDF5 store (resumable, sharded with torchrun)")
+    add_extract_arguments(ex)
+    ex.set_defaults(func=cmd_extract)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphmatch", description="Graph-based fine-grained image-sentence matching.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -181,6 +272,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered matchers, encoders, GNN layers, ...")
     ls.set_defaults(func=cmd_list)
+
+    pa = sub.add_parser("parse", help="parse a captions file (one per line) into scene graphs (JSONL, resumable)")
+    pa.add_argument("captions", help="UTF-8 text file, one caption per line")
+    pa.add_argument("--out", required=True, help="output JSONL, one record per input line; an existing "
+                    "partial file is continued")
+    pa.add_argument("--model", help="spaCy model (default: the parser's)")
+    pa.add_argument("--batch-size", type=_positive_int, help="captions per spaCy batch (default: the parser's, 256)")
+    pa.add_argument("--cache", metavar="DIR", help="parse cache folder (default: $GRAPHMATCH_CACHE/parses, "
+                    "else ~/.cache/graphmatch/parses)")
+    pa.add_argument("--no-cache", action="store_true", help="neither read nor write the parse cache")
+    pa.add_argument("--strict", action="store_true", help="stop with an error at a line that cannot be parsed "
+                    "(invalid UTF-8, too long, parser failure) instead of writing an empty graph")
+    pa.add_argument("--overwrite", action="store_true", help="start over instead of continuing --out")
+    pa.add_argument("--chunk-size", type=_positive_int, default=1024, help="lines per write + fsync (default 1024)")
+    pa.add_argument("--max-chars", type=_positive_int, default=100_000, help="longer lines are not parsed (empty graph)")
+    pa.add_argument("--json", action="store_true", help="print the summary as JSON")
+    pa.add_argument("--quiet", action="store_true", help="no progress bar")
+    pa.set_defaults(func=cmd_parse)
+
+    ep = sub.add_parser("eval-parser", help="score the scene-graph parser against gold graphs (P/R/F1, speed)")
+    ep.add_argument("--gold", required=True, help="gold JSONL (FACTUAL form: caption, objects, attributes, "
+                    "relations)")
+    ep.add_argument("--baseline", choices=("sng",), help="also run sng_parser (SceneGraphParser) on the same "
+                    "captions")
+    ep.add_argument("--model", help="spaCy model for both parsers (default: the parser's)")
+    ep.add_argument("--limit", type=int, help="first N gold records only")
+    ep.add_argument("--batch-size", type=_positive_int, help="captions per spaCy batch")
+    ep.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ep.set_defaults(func=cmd_eval_parser)
+
+    _add_extract_parser(sub)
     return p
 
 

@@ -5,7 +5,7 @@ import pytest
 
 spacy = pytest.importorskip("spacy")
 
-import parsers  # noqa: E402  (registers the "scene_graph" factory)
+import parsers  # noqa: E402,F401  ("scene_graph" is found through the spacy_factories entry point)
 from graphmatch.structures import SceneGraph  # noqa: E402
 from parsers import SceneGraphParser  # noqa: E402
 

@@ -1,0 +1,119 @@
+"""Benchmark: the graphmatch scene-graph parser vs. ``sng_parser`` (SceneGraphParser) on gold captions.
+
+Both parsers run on the same captions in the same process with the same spaCy model: ours through
+``SceneGraphParser.pipe`` (batched, unused pipeline components disabled), ``sng_parser`` through
+its own API (``Parser('spacy', model=...).parse`` once per caption). A warm-up pass of each comes
+first (model loading and first-call costs are not timed; its outputs are the ones scored); then
+``repeats`` timed passes of each, interleaved, and the best one counts. Scores are micro P/R/F1 of
+:func:`parsers.evaluation.score_records` with one shared normaliser. Prints ONE JSON object:
+captions/s and F1s of both, ``speed_ratio`` (ours / sng captions/s) and whether the targets
+(relations F1 >= 60, all-tuples F1 >= 80, speed ratio >= 2) are met.
+
+Usage::
+
+    python experiments/benchmarks/bench_parser.py [--gold PATH] [--limit N] [--repeats R]
+        [--model M] [--batch-size B]
+
+Default gold: ``../shared/data/factual/dev.jsonl`` next to the repository if it exists, else
+``tests/fixtures/factual_dev.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+try:
+    import parsers.commands as pc
+except ImportError:  # running from a checkout without installation
+    sys.path.insert(0, str(REPO))
+    import parsers.commands as pc
+
+TARGETS = {"relations_f1": 60.0, "all_f1": 80.0, "speed_ratio": 2.0}
+
+
+def default_gold() -> Path:
+    """The FACTUAL dev set next to the repository, else the copy in the test fixtures."""
+    shared = REPO.parent / "shared" / "data" / "factual" / "dev.jsonl"
+    return shared if shared.is_file() else REPO / "tests" / "fixtures" / "factual_dev.jsonl"
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--gold", type=Path, default=None, help="gold JSONL (default: see the module docstring)")
+    p.add_argument("--limit", type=int, default=None, help="first N gold records only")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per parser (best counts)")
+    p.add_argument("--model", default=None, help="spaCy model for both parsers (default: the parser's)")
+    p.add_argument("--batch-size", type=int, default=None, help="nlp.pipe batch size of ours")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    if args.gold is None:
+        args.gold = default_gold()
+    return args
+
+
+def _scores(s: Dict[str, Any]) -> Dict[str, Any]:
+    return {cat: {k: round(s[cat][k], 2) for k in ("precision", "recall", "f1")}
+            for cat in ("objects", "attributes", "relations", "all")}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from parsers.evaluation import score_records
+
+    args = parse_args(argv)
+    golds = pc.load_gold(args.gold, args.limit)
+    captions = [g["caption"] for g in golds]
+    if not captions:
+        raise SystemExit(f"no captions in {args.gold}")
+    ours = pc.make_parser(args.model, args.batch_size)
+    sng = pc.make_sng(ours.model_name)
+    norm = pc.make_normalizer(args.model)
+
+    # warm-up pass (scored), then interleaved timed passes
+    our_preds, _ = pc.run_ours(ours, captions, args.batch_size)
+    sng_preds, _, sng_errors = pc.run_sng(sng, captions)
+    our_times: List[float] = []
+    sng_times: List[float] = []
+    for _ in range(args.repeats):
+        our_times.append(pc.run_ours(ours, captions, args.batch_size)[1])
+        sng_times.append(pc.run_sng(sng, captions)[1])
+
+    n = len(captions)
+    our_s = score_records(our_preds, golds, norm)
+    sng_s = score_records(sng_preds, golds, norm)
+    our_cps, sng_cps = n / min(our_times), n / min(sng_times)
+    ratio = our_cps / sng_cps
+    values = {"relations_f1": our_s["relations"]["f1"], "all_f1": our_s["all"]["f1"], "speed_ratio": ratio}
+    targets = {f"{k}>={t:g}": {"value": round(values[k], 2), "met": bool(values[k] >= t)} for k, t in TARGETS.items()}
+    report = {
+        "gold": str(args.gold),
+        "n_captions": n,
+        "model": ours.model_name,
+        "repeats": args.repeats,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+        "ours": {"version": ours.version, "batch_size": args.batch_size or getattr(ours, "batch_size", None),
+                 "captions_per_s": round(our_cps, 1), "times_s": [round(t, 4) for t in our_times],
+                 "f1": {c: round(our_s[c]["f1"], 2) for c in ("objects", "attributes", "relations", "all")},
+                 "scores": _scores(our_s)},
+        "sng": {"version": pc._sng_version(), "captions_per_s": round(sng_cps, 1),
+                "times_s": [round(t, 4) for t in sng_times], "errors": sng_errors,
+                "f1": {c: round(sng_s[c]["f1"], 2) for c in ("objects", "attributes", "relations", "all")},
+                "scores": _scores(sng_s)},
+        "speed_ratio": round(ratio, 3),
+        "targets": targets,
+        "all_targets_met": all(t["met"] for t in targets.values()),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

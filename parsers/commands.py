@@ -1,0 +1,584 @@
+"""The library side of ``graphmatch parse`` and ``graphmatch eval-parser``.
+
+* :func:`parse_file` — parse a captions file (one caption per line) into a JSONL file of records,
+  one per input line, resumably and through the :class:`~parsers.cache.ParseCache`.
+* :func:`evaluate_parser` — parse the captions of a gold JSONL file with the scene-graph parser
+  (and optionally the ``sng_parser`` baseline), time both the same way and score both with
+  :func:`parsers.evaluation.score_records`; :func:`format_eval_table` prints the result.
+
+Output records of :func:`parse_file` (one JSON object per line, in input order)::
+
+    {"line": n,                    # 1-based input line number
+     "caption": text,              # the line without its line break (invalid UTF-8: decoded with U+FFFD)
+     "objects": [...], "attributes": [[o, a]], "relations": [[s, p, o]],   # SceneGraph.to_dict()
+     "note": None | "why the graph is empty",
+     "parser": "<parser version>",
+     "graph": {...}}               # full node detail, see parsers.cache.scene_graph_to_record
+
+:func:`read_parse_records` / :func:`load_scene_graphs` read such a file back.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from graphmatch.structures import SceneGraph
+
+from .cache import (MAX_CAPTION_CHARS, ParseCache, empty_record, parse_records, record_to_scene_graph,
+                    screen_caption)
+
+__all__ = [
+    "ParseInputWarning", "make_parser", "make_normalizer", "read_caption_lines", "parse_file",
+    "read_parse_records", "load_scene_graphs", "load_gold", "run_ours", "run_sng", "evaluate_parser",
+    "format_eval_table", "DEFAULT_CHUNK",
+]
+
+PathLike = Union[str, os.PathLike]
+
+#: Input lines per written chunk (each chunk is one write + flush + fsync).
+DEFAULT_CHUNK = 1024
+#: Most warnings a parse run reports one by one (the summary counts all of them).
+MAX_WARNINGS_SHOWN = 20
+
+# JSON written with ensure_ascii=False keeps these raw; str.splitlines() would split a record there.
+_LINE_SEPARATORS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+class ParseInputWarning(UserWarning):
+    """An input line got an empty graph because of a problem with it (invalid UTF-8, too long,
+    the parser failed on it)."""
+
+
+# --------------------------------------------------------------------------------------------
+# construction (tests replace these two with fakes)
+# --------------------------------------------------------------------------------------------
+
+def make_parser(model: Optional[str] = None, batch_size: Optional[int] = None) -> Any:
+    """The scene-graph parser (``parsers.parser.SceneGraphParser``) for ``model``. Raises
+    ``RuntimeError`` (with the loader's advice) if the spaCy model cannot be loaded."""
+    from .parser import SceneGraphParser
+
+    try:
+        if batch_size is None:
+            return SceneGraphParser(model)
+        return SceneGraphParser(model, batch_size=batch_size)
+    except OSError as e:
+        raise RuntimeError(str(e)) from e
+
+
+def make_normalizer(model: Optional[str] = None) -> Any:
+    """The phrase normaliser used on both sides of a parser evaluation."""
+    from .evaluation import Normalizer
+
+    return Normalizer(model)
+
+
+# --------------------------------------------------------------------------------------------
+# reading captions
+# --------------------------------------------------------------------------------------------
+
+def _decode_line(raw: bytes, n: int) -> Tuple[str, Optional[str]]:
+    """``(text, problem)`` of raw input line ``n`` (1-based), line break removed. ``problem`` is
+    ``None`` for valid UTF-8; otherwise it names the problem and ``text`` is decoded with
+    replacement characters."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # byte order mark
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        bad = raw[e.start:e.end]
+        return (raw.decode("utf-8", "replace"),
+                f"not valid UTF-8 (byte 0x{bad[0]:02x} at byte offset {e.start}, {e.reason}); not parsed")
+
+
+def read_caption_lines(path: PathLike) -> Iterator[Tuple[int, str, Optional[str]]]:
+    """``(line number, text, problem)`` for every line of ``path`` (1-based numbers).
+
+    Lines are split at ``\\n`` only (a trailing ``\\r`` is removed), so other characters Unicode
+    treats as line breaks stay inside their line and the count equals ``wc -l`` (plus a last line
+    without a final line break). ``problem`` names an invalid UTF-8 line, else is ``None``.
+    """
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            text, problem = _decode_line(raw, n)
+            yield n, text, problem
+
+
+def count_lines(path: PathLike) -> int:
+    """Number of lines :func:`read_caption_lines` yields for ``path``."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+# --------------------------------------------------------------------------------------------
+# writing records
+# --------------------------------------------------------------------------------------------
+
+def _dump_line(record: Dict[str, Any]) -> bytes:
+    s = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    for ch, esc in _LINE_SEPARATORS.items():
+        if ch in s:
+            s = s.replace(ch, esc)
+    return (s + "\n").encode("utf-8")
+
+
+def _out_record(n: int, caption: str, rec: Dict[str, Any], version: str) -> Dict[str, Any]:
+    return {"line": n, "caption": caption, "objects": rec["objects"], "attributes": rec["attributes"],
+            "relations": rec["relations"], "note": rec.get("note"), "parser": version, "graph": rec["graph"]}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _lock(f: Any, out: Path) -> None:
+    """Take an exclusive lock on the open output file, so that two runs never write one file."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no advisory locks on this platform
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RuntimeError(f"{out} is being written by another process (graphmatch parse running?)") from None
+    except OSError:  # file systems without flock support
+        pass
+
+
+def _complete_prefix(out: Path, captions: Path, version: str) -> Tuple[int, int]:
+    """``(records, bytes)`` of the valid prefix of an existing output file: complete lines (ending in
+    a line break) holding records ``1, 2, ...`` in order. The first partial or unreadable line ends
+    the prefix. Raises ``ValueError`` if a complete record belongs to another input or parser
+    version (resuming would mix two runs)."""
+    n, offset = 0, 0
+    lines = read_caption_lines(captions)
+    with open(out, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                break
+            if not isinstance(rec, dict) or rec.get("line") != n + 1 or "graph" not in rec:
+                break
+            nxt = next(lines, None)
+            if nxt is None:
+                raise ValueError(f"{out} has more records than {captions} has lines; "
+                                 f"it was written from another input (use --overwrite to start over)")
+            if rec.get("caption") != nxt[1]:
+                raise ValueError(f"{out} was written from another input: record {n + 1} is for "
+                                 f"{rec.get('caption')!r}, line {n + 1} of {captions} is {nxt[1]!r} "
+                                 f"(use --overwrite to start over, or another --out)")
+            if rec.get("parser") != version:
+                raise ValueError(f"{out} was written by parser version {rec.get('parser')!r}; this parser "
+                                 f"is version {version!r} (use --overwrite to start over, or another --out)")
+            n += 1
+            offset += len(raw)
+    return n, offset
+
+
+def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: Optional[str] = None,
+               batch_size: Optional[int] = None, cache: Optional[ParseCache] = None, strict: bool = False,
+               overwrite: bool = False, chunk_size: int = DEFAULT_CHUNK, max_chars: int = MAX_CAPTION_CHARS,
+               progress: bool = True, on_warning: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Parse every line of ``captions`` into one record per line in ``out`` (see the module docstring).
+
+    Resumable: if ``out`` exists, its complete records are kept (after checking that they come from
+    the same input and parser version), a partial last line is discarded and parsing continues
+    with the next line; the finished file is the same as an uninterrupted run's. Records are
+    written in chunks of ``chunk_size`` lines, each flushed and fsynced, so an interruption loses
+    at most the chunk in progress. ``overwrite=True`` starts from scratch.
+
+    A line that is not valid UTF-8, longer than ``max_chars`` characters, or on which the parser
+    raises gets an empty graph whose ``note`` names the problem, and ``on_warning`` (default:
+    :func:`warnings.warn` with :class:`ParseInputWarning`) is called with a message naming the line;
+    with ``strict=True`` such a line raises ``ValueError`` instead. Empty and whitespace-only lines
+    get an empty graph with a note, without a warning. The output has exactly one record per input
+    line.
+
+    Args:
+        parser: a parser object (``version``, ``pipe``, ``parse``); default :func:`make_parser`.
+        cache: a :class:`ParseCache` for this parser's version, or ``None`` to parse everything.
+
+    Returns:
+        a summary: ``lines``, ``resumed_from`` (records kept from before), ``written`` (records
+        written by this run), ``parsed`` (distinct captions given to the parser), ``from_cache``,
+        ``notes`` (how many written records carry each kind of note), ``warnings``, ``seconds``,
+        ``captions_per_s`` (records written per second), ``parser``, ``model``, ``cache``.
+    """
+    captions, out = Path(captions), Path(out)
+    if not captions.is_file():
+        raise FileNotFoundError(f"captions file not found: {captions}")
+    if out.exists() and out.resolve() == captions.resolve():
+        raise ValueError(f"--out {out} is the captions file itself")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    warn = on_warning or (lambda msg: warnings.warn(msg, ParseInputWarning, stacklevel=3))
+    if parser is None:
+        parser = make_parser(model, batch_size)
+    version = str(parser.version)
+    if cache is not None and cache.parser_version != version:
+        raise ValueError(f"parse cache is for parser version {cache.parser_version!r}, the parser is {version!r}")
+
+    n_lines = count_lines(captions)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    f = os.fdopen(os.open(out, os.O_RDWR | os.O_CREAT, 0o666), "r+b")
+    try:
+        _lock(f, out)
+        done, offset = (0, 0) if overwrite else _complete_prefix(out, captions, version)
+    except BaseException:
+        f.close()
+        if created:
+            out.unlink(missing_ok=True)
+        raise
+    summary: Dict[str, Any] = {
+        "captions": str(captions), "output": str(out), "lines": n_lines, "resumed_from": done, "written": 0,
+        "parsed": 0, "from_cache": 0, "notes": {}, "warnings": 0, "seconds": 0.0, "captions_per_s": None,
+        "parser": version, "model": getattr(parser, "model_name", model),
+        "cache": None if cache is None or cache.disabled else str(cache.path),
+    }
+    notes: Counter = Counter()
+    n_warn = 0
+
+    def problem(n: int, note: str) -> None:
+        nonlocal n_warn
+        if strict:
+            raise ValueError(f"{captions}, line {n}: {note}")
+        n_warn += 1
+        if n_warn <= MAX_WARNINGS_SHOWN:
+            warn(f"{captions}, line {n}: {note}")
+        elif n_warn == MAX_WARNINGS_SHOWN + 1:
+            warn(f"{captions}: more problem lines follow; only their count is reported")
+
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_lines, initial=done, unit=" captions", desc=f"parse {captions.name}", file=sys.stderr,
+               disable=not progress or done >= n_lines, dynamic_ncols=True, mininterval=0.5)
+    try:
+        with f:
+            f.seek(offset)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+            if created:
+                _fsync_dir(out.parent)
+            chunk: List[Tuple[int, str, Optional[str]]] = []
+            lines = read_caption_lines(captions)
+            for _ in range(done):
+                next(lines)
+            for item in lines:
+                chunk.append(item)
+                if len(chunk) >= chunk_size:
+                    _write_chunk(f, chunk, parser, cache, version, batch_size, max_chars, problem, notes, summary)
+                    bar.update(len(chunk))
+                    chunk = []
+            if chunk:
+                _write_chunk(f, chunk, parser, cache, version, batch_size, max_chars, problem, notes, summary)
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+        secs = time.perf_counter() - t0
+        summary.update(seconds=round(secs, 3), notes=dict(notes), warnings=n_warn,
+                       captions_per_s=round(summary["written"] / secs, 1) if secs > 0 and summary["written"] else None)
+    return summary
+
+
+def _write_chunk(f: Any, chunk: List[Tuple[int, str, Optional[str]]], parser: Any, cache: Optional[ParseCache],
+                 version: str, batch_size: Optional[int], max_chars: int, problem: Callable[[int, str], None],
+                 notes: Counter, summary: Dict[str, Any]) -> None:
+    """Build the records of ``chunk`` (input lines) and append them to ``f`` in one write, flushed
+    and fsynced."""
+    recs: Dict[int, Dict[str, Any]] = {}
+    todo: List[Tuple[int, str]] = []
+    for n, text, bad in chunk:
+        if bad is None and len(text) > max_chars:
+            bad = screen_caption(text, max_chars)
+        if bad is not None:
+            problem(n, bad)
+            recs[n] = empty_record(bad)
+        else:
+            todo.append((n, text))
+    if todo:
+        texts = [t for _, t in todo]
+        stats: Dict[str, int] = {}
+        try:
+            parsed = parse_records(parser, texts, cache, batch_size=batch_size, max_chars=max_chars, stats=stats)
+        except Exception as err:  # one bad caption must not sink the chunk: retry one by one
+            stats = {}
+            parsed = _parse_one_by_one(parser, todo, cache, batch_size, max_chars, problem, err, stats)
+        summary["from_cache"] += stats.get("cached", 0)
+        summary["parsed"] += stats.get("parsed", 0)
+        for (n, _), rec in zip(todo, parsed):
+            recs[n] = rec
+    data = bytearray()
+    for n, text, _ in chunk:
+        rec = recs[n]
+        if rec.get("note"):
+            notes[_note_kind(rec["note"])] += 1
+        data += _dump_line(_out_record(n, text, rec, version))
+    f.write(bytes(data))
+    f.flush()
+    os.fsync(f.fileno())
+    summary["written"] += len(chunk)
+
+
+def _note_kind(note: str) -> str:
+    """A note without its details, for counting (``"caption too long"``, ``"not valid UTF-8"``)."""
+    return re.sub(r"(?<![\w-])\d+(?![\w-])", "N", re.split(r" \(|: |; ", note, maxsplit=1)[0])
+
+
+def _parse_one_by_one(parser: Any, todo: List[Tuple[int, str]], cache: Optional[ParseCache],
+                      batch_size: Optional[int], max_chars: int, problem: Callable[[int, str], None],
+                      first_error: Exception, stats: Dict[str, int]) -> List[Dict[str, Any]]:
+    """Parse the captions of a chunk one at a time after the batch failed; a caption the parser
+    fails on gets an empty record naming the error. If it fails on every caption of a chunk of
+    several, the failure is not the captions' fault: raise ``RuntimeError``."""
+    results: List[Union[Dict[str, Any], Exception]] = []
+    for _, text in todo:
+        try:
+            results.append(parse_records(parser, [text], cache, batch_size=batch_size, max_chars=max_chars,
+                                         stats=stats)[0])
+        except Exception as e:
+            results.append(e)
+    failed = [(n, r) for (n, _), r in zip(todo, results) if isinstance(r, Exception)]
+    if failed and len(failed) == len(todo) and len(todo) > 1:
+        n, e = failed[0]
+        raise RuntimeError(f"the parser failed on every caption of lines {todo[0][0]}-{todo[-1][0]} "
+                           f"(line {n}: {type(e).__name__}: {e})") from first_error
+    out: List[Dict[str, Any]] = []
+    for (n, _), r in zip(todo, results):
+        if isinstance(r, Exception):
+            note = f"parser error ({type(r).__name__}: {r}); empty graph"
+            problem(n, note)
+            r = empty_record(note)
+        out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# reading records back
+# --------------------------------------------------------------------------------------------
+
+def read_parse_records(path: PathLike) -> Iterator[Dict[str, Any]]:
+    """The records of a ``graphmatch parse`` output file, in order. Raises ``ValueError`` naming
+    the line on an unreadable or partial line (an interrupted run: re-run it to finish)."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
+                raise ValueError(f"{path}, line {n}: incomplete record (interrupted run? re-run graphmatch parse)")
+            try:
+                rec = json.loads(raw)
+            except ValueError as e:
+                raise ValueError(f"{path}, line {n}: not a JSON record ({e})") from None
+            yield rec
+
+
+def load_scene_graphs(path: PathLike) -> List[SceneGraph]:
+    """The :class:`SceneGraph` of every record of a ``graphmatch parse`` output file, in line order."""
+    return [record_to_scene_graph(r) for r in read_parse_records(path)]
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+def load_gold(path: PathLike, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+    """The records of a gold JSONL file (FACTUAL form: ``caption``, ``objects``, ``attributes``,
+    ``relations``); blank lines are skipped. A line that is not a JSON object with a ``caption``
+    string raises ``ValueError`` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gold file not found: {path}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {limit}")
+    golds: List[Dict[str, Any]] = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if limit is not None and len(golds) >= limit:
+                break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}, line {n}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"{path}, line {n}: not valid JSON ({e})") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("caption"), str):
+                raise ValueError(f"{path}, line {n}: the record has no 'caption' string")
+            for key, width in (("attributes", 2), ("relations", 3)):
+                for t in rec.get(key) or []:
+                    if not isinstance(t, (list, tuple)) or len(t) < width:
+                        raise ValueError(f"{path}, line {n}: {key} entry {t!r} is not a list of {width}")
+            golds.append(rec)
+    return golds
+
+
+def run_ours(parser: Any, captions: Sequence[str], batch_size: Optional[int] = None
+             ) -> Tuple[List[Dict[str, Any]], float]:
+    """Parse ``captions`` with ``parser.pipe`` (one batched pass); return the records
+    (:meth:`SceneGraph.to_dict`) and the seconds the parsing took (record conversion excluded)."""
+    captions = list(captions)
+    t0 = time.perf_counter()
+    graphs = list(parser.pipe(captions, batch_size=batch_size))
+    secs = time.perf_counter() - t0
+    if len(graphs) != len(captions):
+        raise RuntimeError(f"parser.pipe returned {len(graphs)} graphs for {len(captions)} captions")
+    return [g.to_dict() for g in graphs], secs
+
+
+def make_sng(model: Optional[str]) -> Any:
+    """The ``sng_parser`` baseline on the spaCy ``model`` (its own spaCy backend)."""
+    try:
+        import sng_parser
+    except ImportError as e:
+        raise RuntimeError("the sng baseline needs the 'SceneGraphParser' package (import sng_parser)") from e
+    try:
+        return sng_parser.Parser("spacy", model=model) if model else sng_parser.Parser("spacy")
+    except (OSError, ImportError) as e:
+        raise RuntimeError(f"sng_parser could not load spaCy model {model!r}: {e}") from e
+
+
+def run_sng(sng: Any, captions: Sequence[str]) -> Tuple[List[Dict[str, Any]], float, int]:
+    """Parse ``captions`` with ``sng.parse`` one caption at a time (as that package works); return
+    the records (:func:`parsers.evaluation.sng_to_record`), the parse seconds (conversion
+    excluded) and the number of captions it raised on (scored as empty graphs)."""
+    from .evaluation import sng_to_record
+
+    raw: List[Dict[str, Any]] = []
+    errors = 0
+    t0 = time.perf_counter()
+    for c in captions:
+        try:
+            raw.append(sng.parse(c))
+        except Exception:
+            errors += 1
+            raw.append({"entities": [], "relations": []})
+    secs = time.perf_counter() - t0
+    return [sng_to_record(g) for g in raw], secs, errors
+
+
+def _rate(n: int, secs: float) -> Optional[float]:
+    return n / secs if secs > 0 else None
+
+
+def evaluate_parser(gold: PathLike, *, model: Optional[str] = None, baseline: Optional[str] = None,
+                    limit: Optional[int] = None, batch_size: Optional[int] = None, parser: Any = None,
+                    normalizer: Any = None, warmup: int = 20) -> Dict[str, Any]:
+    """Score the parser (and the ``baseline``, ``"sng"`` or ``None``) on the captions of ``gold``.
+
+    Both systems parse the same captions after a warm-up on the first ``warmup`` of them (model
+    loading is not timed); the timed part is the parse call(s) only, record conversion excluded.
+    Both are scored by :func:`parsers.evaluation.score_records` with one shared normaliser
+    (default :func:`make_normalizer` for ``model``).
+
+    Returns ``{"gold", "n_captions", "model", "ours": {"name", "version", "scores", "seconds",
+    "captions_per_s"}, "sng": {...} (with a baseline), "speed_ratio" (ours / baseline captions/s)}``.
+    """
+    from .evaluation import score_records
+
+    golds = load_gold(gold, limit)
+    if not golds:
+        raise ValueError(f"{gold}: no gold records" + (f" (--limit {limit})" if limit is not None else ""))
+    captions = [g["caption"] for g in golds]
+    if parser is None:
+        parser = make_parser(model, batch_size)
+    model_name = getattr(parser, "model_name", None) or model
+    sng = None
+    if baseline is not None:
+        if baseline != "sng":
+            raise ValueError(f"unknown baseline {baseline!r} (known: sng)")
+        sng = make_sng(model_name)
+    if normalizer is None:
+        normalizer = make_normalizer(model)
+    if warmup and captions:
+        run_ours(parser, captions[:warmup], batch_size)
+        if sng is not None:
+            run_sng(sng, captions[:warmup])
+    preds, secs = run_ours(parser, captions, batch_size)
+    report: Dict[str, Any] = {
+        "gold": str(gold), "n_captions": len(golds), "model": model_name,
+        "ours": {"name": "graphmatch", "version": str(getattr(parser, "version", "")),
+                 "scores": score_records(preds, golds, normalizer), "seconds": round(secs, 4),
+                 "captions_per_s": _rate(len(captions), secs)},
+    }
+    if sng is not None:
+        spreds, ssecs, errors = run_sng(sng, captions)
+        report["sng"] = {"name": "sng_parser", "version": _sng_version(),
+                         "scores": score_records(spreds, golds, normalizer), "seconds": round(ssecs, 4),
+                         "captions_per_s": _rate(len(captions), ssecs), "errors": errors}
+        a, b = report["ours"]["captions_per_s"], report["sng"]["captions_per_s"]
+        report["speed_ratio"] = a / b if a and b else None
+    return report
+
+
+def _sng_version() -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version("SceneGraphParser")
+    except Exception:
+        return None
+
+
+def format_eval_table(report: Dict[str, Any]) -> str:
+    """The report of :func:`evaluate_parser` as a text table (P/R/F1 in percent per tuple kind,
+    captions/s, and the speed ratio when there is a baseline)."""
+    systems = [("ours", "graphmatch")] + ([("sng", "sng_parser")] if "sng" in report else [])
+    col = 26
+    lines = [f"gold: {report['gold']} ({report['n_captions']} captions); spaCy model: {report.get('model')}"]
+    lines.append("; ".join(f"{name} {report[key].get('version') or '?'}" + (" (baseline)" if key == "sng" else "")
+                           for key, name in systems))
+    lines.append("")
+    lines.append(f"{'':<12}" + "".join(f"{name:>{col}}" for _, name in systems))
+    lines.append(f"{'':<12}" + "".join(f"{'P':>{col - 16}}{'R':>8}{'F1':>8}" for _ in systems))
+    for cat in ("objects", "attributes", "relations", "all"):
+        row = f"{cat:<12}"
+        for key, _ in systems:
+            sc = report[key]["scores"][cat]
+            row += f"{sc['precision']:>{col - 16}.1f}{sc['recall']:>8.1f}{sc['f1']:>8.1f}"
+        lines.append(row)
+    row = f"{'captions/s':<12}"
+    for key, _ in systems:
+        r = report[key]["captions_per_s"]
+        row += f"{(f'{r:.1f}' if r else '-'):>{col}}"
+    lines.append(row)
+    if "sng" in report:
+        ratio = report.get("speed_ratio")
+        lines.append("")
+        lines.append(f"speed ratio (graphmatch / sng_parser captions/s): {f'{ratio:.2f}x' if ratio else '-'}")
+        if report["sng"].get("errors"):
+            lines.append(f"sng_parser raised on {report['sng']['errors']} captions (scored as empty graphs)")
+    return "\n".join(lines)

@@ -1,0 +1,363 @@
+"""``graphmatch parse`` and ``graphmatch eval-parser``: resumable output, bad input, scoring.
+
+Most tests use a small fake parser (same interface as ``parsers.parser.SceneGraphParser``) so
+they do not depend on the parsing rules; the ``--baseline sng`` and bad-input tests also run the
+real parser and ``sng_parser``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Set
+
+import pytest
+
+import parsers.commands as commands
+from graphmatch.cli import main
+from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation
+from parsers.cache import record_to_scene_graph
+from parsers.commands import load_scene_graphs, read_parse_records
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_GOLD = REPO / "tests" / "fixtures" / "factual_dev.jsonl"
+
+NOUNS = {"dog", "cat", "table", "bed", "man", "hat", "shirt", "tree", "car", "road", "boat", "dock"}
+ADJECTIVES = {"red", "white", "black", "big", "small", "green", "tall"}
+PREPOSITIONS = {"on", "in", "near", "under", "with", "beside"}
+NUMBERS = {"two": "2", "three": "3"}
+
+
+def fake_graph(text: str) -> SceneGraph:
+    """Objects: known nouns (``-s`` plurals lemmatised); an adjective right before a noun is its
+    attribute; ``noun PREP ... noun`` is a relation; a number word before a noun is its quantity."""
+    tokens = text.split()
+    words = [t.lower() for t in tokens]
+    lemmas = [w[:-1] if w.endswith("s") and w[:-1] in NOUNS else w for w in words]
+    obj_of = {}
+    objects: List[SGObject] = []
+    for i, lem in enumerate(lemmas):
+        if lem in NOUNS:
+            obj_of[i] = len(objects)
+            objects.append(SGObject(name=tokens[i], span=(i, i + 1), head=lem, lemma=lem,
+                                    quantity=NUMBERS.get(words[i - 1]) if i else None))
+    attributes = [SGAttribute(object=obj_of[i + 1], value=w, span=(i, i + 1))
+                  for i, w in enumerate(words) if w in ADJECTIVES and i + 1 in obj_of]
+    relations = []
+    for i, w in enumerate(words):
+        nxt = next((j for j in range(i + 1, len(words)) if j in obj_of), None)
+        if w in PREPOSITIONS and i - 1 in obj_of and nxt is not None:
+            relations.append(SGRelation(subject=obj_of[i - 1], predicate=w, object=obj_of[nxt], span=(i, i + 1)))
+    return SceneGraph(tokens=tokens, objects=objects, attributes=attributes, relations=relations,
+                      note=None if objects else "no objects found", lemmas=lemmas,
+                      heads=list(range(len(tokens))), deps=["dep"] * len(tokens))
+
+
+class FakeParser:
+    """Same interface as ``SceneGraphParser`` (``version``, ``model_name``, ``parse``, ``pipe``).
+
+    ``interrupt_after`` / ``crash_after``: raise ``KeyboardInterrupt`` / ``RuntimeError`` once that
+    many captions have been parsed; ``fail_on``: raise ``ValueError`` on captions containing one
+    of these strings.
+    """
+
+    model_name = "fake_model"
+
+    def __init__(self, version: str = "fake-1", *, interrupt_after: Optional[int] = None,
+                 crash_after: Optional[int] = None, fail_on: Iterable[str] = ()) -> None:
+        self.version = version
+        self.interrupt_after = interrupt_after
+        self.crash_after = crash_after
+        self.fail_on: Set[str] = set(fail_on)
+        self.n_parsed = 0
+
+    def parse(self, text: str) -> SceneGraph:
+        if self.interrupt_after is not None and self.n_parsed >= self.interrupt_after:
+            raise KeyboardInterrupt
+        if self.crash_after is not None and self.n_parsed >= self.crash_after:
+            raise RuntimeError("fake parser is broken")
+        if any(s in text for s in self.fail_on):
+            raise ValueError(f"cannot parse {text[:20]!r}")
+        self.n_parsed += 1
+        return fake_graph(text)
+
+    def pipe(self, texts: Iterable[str], batch_size: Optional[int] = None) -> Iterator[SceneGraph]:
+        for t in texts:
+            yield self.parse(t)
+
+
+class FakeNormalizer:
+    """Lower-case and collapse spaces only, so scores can be computed by hand."""
+
+    def __call__(self, phrase: str) -> str:
+        return " ".join(str(phrase).lower().split())
+
+    def normalize_many(self, phrases: Iterable[str]) -> List[str]:
+        return [self(p) for p in phrases]
+
+
+@pytest.fixture
+def use_parser(monkeypatch, tmp_path):
+    """Make the commands use the given fake parser (and keep the cache inside tmp_path)."""
+    monkeypatch.setenv("GRAPHMATCH_CACHE", str(tmp_path / "gm-cache"))
+
+    def install(parser: FakeParser) -> FakeParser:
+        monkeypatch.setattr(commands, "make_parser", lambda model=None, batch_size=None: parser)
+        return parser
+
+    return install
+
+
+CAPTIONS = [f"{c} {n}" for n in range(1, 6) for c in
+            ("a red dog on the table", "two cats near a big car", "a man with a hat", "nothing here")]
+
+
+def write_captions(path: Path, lines: List[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def run_parse(args: List[str]) -> int:
+    return main(["parse", "--quiet", *args])
+
+
+def test_parse_writes_one_full_record_per_line(tmp_path, use_parser, capsys):
+    p = use_parser(FakeParser())
+    caps = write_captions(tmp_path / "caps.txt", CAPTIONS)
+    out = tmp_path / "out" / "graphs.jsonl"
+    assert run_parse([str(caps), "--out", str(out), "--chunk-size", "3"]) == 0
+    recs = list(read_parse_records(out))
+    assert [r["line"] for r in recs] == list(range(1, len(CAPTIONS) + 1))
+    assert [r["caption"] for r in recs] == CAPTIONS
+    assert list(recs[0]) == ["line", "caption", "objects", "attributes", "relations", "note", "parser", "graph"]
+    assert recs[0]["objects"] == ["dog", "table"] and recs[0]["relations"] == [["dog", "on", "table"]]
+    assert recs[1]["graph"]["objects"][0]["quantity"] == "2"
+    assert recs[3]["note"] == "no objects found" and recs[0]["parser"] == "fake-1"
+    assert load_scene_graphs(out) == [fake_graph(c) for c in CAPTIONS]
+    assert record_to_scene_graph(recs[2]) == fake_graph(CAPTIONS[2])
+    assert f"{len(CAPTIONS)} records" in capsys.readouterr().out
+    # a second run finds the file complete and parses nothing; the cache served the rest
+    n = p.n_parsed
+    assert run_parse([str(caps), "--out", str(out)]) == 0 and p.n_parsed == n
+    assert "already complete" in capsys.readouterr().out
+    out2 = tmp_path / "again.jsonl"
+    assert run_parse([str(caps), "--out", str(out2), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["from_cache"] == len(CAPTIONS) and p.n_parsed == n
+    assert out2.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_resume_after_interrupt_and_crash_gives_the_uninterrupted_file(tmp_path, use_parser, capsys, cache):
+    caps = write_captions(tmp_path / "caps.txt", CAPTIONS)
+    cache_args = ["--cache", str(tmp_path / "c")] if cache else ["--no-cache"]
+    ref = tmp_path / "ref.jsonl"
+    use_parser(FakeParser())
+    assert run_parse([str(caps), "--out", str(ref), "--no-cache"]) == 0
+    expected = ref.read_bytes()
+
+    out = tmp_path / "graphs.jsonl"
+    use_parser(FakeParser(interrupt_after=7))  # Ctrl-C after 7 captions
+    assert run_parse([str(caps), "--out", str(out), "--chunk-size", "3", *cache_args]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    partial = out.read_bytes()
+    assert partial == b"".join(expected.splitlines(keepends=True)[:6])  # two complete chunks
+
+    use_parser(FakeParser(crash_after=3))  # a broken parser: error, complete chunks kept
+    assert run_parse([str(caps), "--out", str(out), "--chunk-size", "3", *cache_args]) == 2
+    assert "failed on every caption" in capsys.readouterr().err
+    assert out.read_bytes() == b"".join(expected.splitlines(keepends=True)[:9])
+
+    # a crash in the middle of a write: the partial last line is discarded
+    with open(out, "ab") as f:
+        f.write(expected.splitlines(keepends=True)[9][:25])
+    p = use_parser(FakeParser())
+    assert run_parse([str(caps), "--out", str(out), "--chunk-size", "3", *cache_args]) == 0
+    assert out.read_bytes() == expected
+    assert p.n_parsed == len(CAPTIONS) - 9
+    assert "9 kept from an earlier run" in capsys.readouterr().out
+
+    # an output truncated anywhere, even inside a multi-byte character, is finished correctly
+    for cut in (1, len(expected) // 2, len(expected) - 1):
+        out.write_bytes(expected[:cut])
+        assert run_parse([str(caps), "--out", str(out), "--chunk-size", "4", *cache_args]) == 0
+        assert out.read_bytes() == expected
+    if cache:  # every caption is cached by now: truncated outputs are rebuilt without parsing
+        assert p.n_parsed == len(CAPTIONS) - 9
+
+
+def test_resume_refuses_another_input_or_parser_version(tmp_path, use_parser, capsys):
+    caps = write_captions(tmp_path / "caps.txt", CAPTIONS)
+    out = tmp_path / "graphs.jsonl"
+    use_parser(FakeParser())
+    assert run_parse([str(caps), "--out", str(out), "--no-cache"]) == 0
+    other = write_captions(tmp_path / "other.txt", ["a cat"] + CAPTIONS[1:])
+    assert run_parse([str(other), "--out", str(out), "--no-cache"]) == 2
+    assert "another input" in capsys.readouterr().err
+    use_parser(FakeParser("fake-2"))
+    assert run_parse([str(caps), "--out", str(out), "--no-cache"]) == 2
+    assert "fake-1" in capsys.readouterr().err
+    assert run_parse([str(caps), "--out", str(out), "--no-cache", "--overwrite"]) == 0
+    assert {r["parser"] for r in read_parse_records(out)} == {"fake-2"}
+    assert run_parse([str(caps), "--out", str(caps)]) == 2
+    fcntl = pytest.importorskip("fcntl")
+    with open(out, "rb") as held:  # another run holds the output
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert run_parse([str(caps), "--out", str(out), "--no-cache", "--overwrite"]) == 2
+        assert "another process" in capsys.readouterr().err
+    assert len(list(read_parse_records(out))) == len(CAPTIONS)
+    assert run_parse([str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_invalid_utf8_line_is_reported_and_kept(tmp_path, use_parser, capsys):
+    use_parser(FakeParser())
+    caps = tmp_path / "caps.txt"
+    caps.write_bytes(b"a red dog\nbad \xff\xfe bytes on a table\n\xc3\xa9t\xc3\xa9 dog\n")
+    out = tmp_path / "graphs.jsonl"
+    assert run_parse([str(caps), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "line 2" in err and "UTF-8" in err
+    recs = list(read_parse_records(out))
+    assert len(recs) == 3 and recs[1]["line"] == 2
+    assert recs[1]["objects"] == [] and "not valid UTF-8" in recs[1]["note"]
+    assert recs[1]["caption"] == "bad \ufffd\ufffd bytes on a table"
+    assert recs[2]["caption"] == "été dog" and recs[2]["objects"] == ["dog"]
+    # --strict: an error naming the line instead
+    assert run_parse([str(caps), "--out", str(tmp_path / "s.jsonl"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "UTF-8" in err and "error" in err
+
+
+BAD_LINES = [
+    "",
+    "   \t ",
+    " ".join(["a red dog on the table"] * 1000),  # 6000 words
+    "ein roter Hund auf dem Tisch",
+    "一只狗在桌子上",
+    "🐶 on the bed 🛏️",
+    "<b>a red dog</b> on <i>the</i> table &amp; a cat",
+    "a dog\x00\x01\x07 on\x1b[31m the table\x7f",
+    "a dog\u2028on a bed\u2029 and\x85 a cat",
+    "a dog\x0con a\x0b bed\x1c",
+    "a dog on a bed\r",  # CRLF line ending
+    "\ufeffzero\u200bwidth dog",
+]
+
+
+def _bad_input_file(tmp_path: Path) -> Path:
+    caps = tmp_path / "bad.txt"
+    caps.write_bytes(b"\n".join(s.encode("utf-8") for s in BAD_LINES) + b"\nlatin-1 caf\xe9\nlast line no newline")
+    return caps
+
+
+def test_bad_input_never_drops_a_line_fake_parser(tmp_path, use_parser, capsys):
+    use_parser(FakeParser(fail_on={"Hund"}))
+    caps = _bad_input_file(tmp_path)
+    out = tmp_path / "graphs.jsonl"
+    assert run_parse([str(caps), "--out", str(out), "--max-chars", "20000"]) == 0
+    err = capsys.readouterr().err
+    recs = list(read_parse_records(out))
+    n_in = len(BAD_LINES) + 2
+    assert len(recs) == n_in == len(out.read_bytes().splitlines())
+    assert [r["line"] for r in recs] == list(range(1, n_in + 1))
+    assert recs[0]["note"] == "empty caption" and recs[1]["note"].startswith("empty caption")
+    assert "too long" in recs[2]["note"] and "line 3" in err
+    assert "parser error" in recs[3]["note"] and "line 4" in err  # the parser raised on this caption only
+    assert recs[10]["caption"] == "a dog on a bed"
+    assert "not valid UTF-8" in recs[-2]["note"] and f"line {n_in - 1}" in err
+    assert recs[-1]["caption"] == "last line no newline"
+    assert all(r["caption"] == s for r, s in zip(recs[3:10], BAD_LINES[3:10]))
+
+
+def test_bad_input_real_parser(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("spacy")
+    monkeypatch.setenv("GRAPHMATCH_CACHE", str(tmp_path / "gm-cache"))
+    caps = _bad_input_file(tmp_path)
+    out = tmp_path / "graphs.jsonl"
+    assert run_parse([str(caps), "--out", str(out), "--batch-size", "4", "--chunk-size", "5"]) == 0
+    recs = list(read_parse_records(out))
+    assert len(recs) == len(BAD_LINES) + 2
+    assert [r["caption"] for r in recs[:10]] == BAD_LINES[:10]
+    for r in recs:
+        g = record_to_scene_graph(r)
+        assert g.objects or g.note, r["caption"][:40]
+    assert "dog" in recs[2]["objects"] and "table" in recs[6]["objects"]
+    assert "line 13" in capsys.readouterr().err
+
+
+GOLD = [
+    {"caption": "red dog on table", "objects": ["dog", "table"], "attributes": [["dog", "red"]],
+     "relations": [["dog", "on", "table"]]},
+    {"caption": "white cat near big bed", "objects": ["cat", "bed"], "attributes": [["cat", "white"]],
+     "relations": [["cat", "near", "bed"]]},
+    {"caption": "man in hat", "objects": ["man", "hat", "shirt"], "attributes": [],
+     "relations": [["man", "wear", "hat"]]},
+]
+
+
+def test_eval_parser_hand_computed_scores(tmp_path, use_parser, monkeypatch, capsys):
+    use_parser(FakeParser())
+    monkeypatch.setattr(commands, "make_normalizer", lambda model=None: FakeNormalizer())
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(json.dumps(g) for g in GOLD) + "\n\n", encoding="utf-8")
+    assert main(["eval-parser", "--gold", str(gold), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    s = rep["ours"]["scores"]
+    assert rep["n_captions"] == 3 and s["n_captions"] == 3
+    # objects: 6 predicted, 7 gold, 6 right; attributes: 3 / 2 / 2; relations: 3 / 3 / 2
+    assert (s["objects"]["tp"], s["objects"]["n_pred"], s["objects"]["n_gold"]) == (6, 6, 7)
+    assert s["objects"]["precision"] == pytest.approx(100.0)
+    assert s["objects"]["recall"] == pytest.approx(600 / 7)
+    assert s["objects"]["f1"] == pytest.approx(1200 / 13)
+    assert (s["attributes"]["precision"], s["attributes"]["recall"], s["attributes"]["f1"]) == \
+        pytest.approx((200 / 3, 100.0, 80.0))
+    assert (s["relations"]["precision"], s["relations"]["recall"], s["relations"]["f1"]) == \
+        pytest.approx((200 / 3, 200 / 3, 200 / 3))
+    # all tuples per caption: (4, 4, 4) + (5 pred, 4 gold, 4) + (3 pred, 4 gold, 2)
+    assert (s["all"]["tp"], s["all"]["n_pred"], s["all"]["n_gold"]) == (10, 12, 12)
+    assert s["all"]["f1"] == pytest.approx(250 / 3)
+    assert rep["ours"]["captions_per_s"] > 0 and "sng" not in rep
+    assert main(["eval-parser", "--gold", str(gold), "--limit", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "(2 captions)" in table and "captions/s" in table
+    row = next(line for line in table.splitlines() if line.startswith("relations"))
+    assert row.split()[1:] == ["100.0", "100.0", "100.0"]
+
+
+def test_eval_parser_bad_gold_lines_name_the_line(tmp_path, use_parser, monkeypatch, capsys):
+    use_parser(FakeParser())
+    monkeypatch.setattr(commands, "make_normalizer", lambda model=None: FakeNormalizer())
+    good = json.dumps(GOLD[0])
+    for i, bad in enumerate(['{"caption": "a dog", ', '{"objects": ["dog"]}', '["a dog"]',
+                             '{"caption": "x", "relations": [["a", "b"]]}']):
+        gold = tmp_path / f"gold{i}.jsonl"
+        gold.write_text(f"{good}\n\n{bad}\n{good}\n", encoding="utf-8")
+        assert main(["eval-parser", "--gold", str(gold)]) == 2
+        err = capsys.readouterr().err
+        assert f"{gold}, line 3" in err, err
+    assert main(["eval-parser", "--gold", str(tmp_path / "nope.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_eval_parser_sng_baseline_on_real_captions(capsys):
+    """Real parser and the real ``sng_parser`` on 5 FACTUAL captions (both installed here)."""
+    assert main(["eval-parser", "--gold", str(FIXTURE_GOLD), "--limit", "5", "--baseline", "sng", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n_captions"] == 5 and rep["model"]
+    for key in ("ours", "sng"):
+        s = rep[key]["scores"]
+        assert s["n_captions"] == 5 and s["objects"]["n_gold"] > 0
+        assert 0 <= s["all"]["f1"] <= 100 and rep[key]["captions_per_s"] > 0
+    assert rep["sng"]["errors"] == 0
+    assert rep["speed_ratio"] == pytest.approx(rep["ours"]["captions_per_s"] / rep["sng"]["captions_per_s"])
+    assert main(["eval-parser", "--gold", str(FIXTURE_GOLD), "--limit", "5", "--baseline", "sng"]) == 0
+    table = capsys.readouterr().out
+    assert "sng_parser" in table and "speed ratio" in table
+
+
+def test_cli_imports_no_spacy():
+    code = ("import sys, graphmatch.cli; graphmatch.cli.build_parser(); "
+            "assert 'spacy' not in sys.modules and 'parsers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
