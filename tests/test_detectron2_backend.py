@@ -44,7 +44,11 @@ def test_building_without_detectron2_says_how_to_install(monkeypatch):
 
 # ----------------------------------------------------------------------- with detectron2 installed
 
-D2_KW = dict(random_weights=True, min_size=128, max_size=200, num_proposals=24, num_regions=8)
+# a random RPN proposes near-duplicate boxes that its NMS collapses to a handful; keeping them all
+# (NMS_THRESH 1.0) leaves enough proposals for 8 regions
+D2_KW = dict(random_weights=True, min_size=128, max_size=200, num_proposals=24, num_regions=8,
+             config_overrides=["MODEL.RPN.NMS_THRESH", "1.0"])
+ATTR_KW = {**D2_KW, "config_overrides": D2_KW["config_overrides"] + ["MODEL.ROI_HEADS.NAME", "AttributeRes5ROIHeads"]}
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +108,11 @@ def test_d2_fallback_and_attribute_head(photo):
     from detectors import build_extractor
 
     ext = build_extractor("detectron2", score_floor=1.5,
-                          config_overrides=["MODEL.ROI_HEADS.NAME", "AttributeRes5ROIHeads"], **D2_KW)
+                          **ATTR_KW)
     (r,) = ext.extract([photo])
     assert len(r) == 1 and r.flags["fallback_whole_image"] is True and r.labels.tolist() == [0]
     assert r.attr_labels.shape == (1,) and 1 <= int(r.attr_labels[0]) <= 400
-    ext = build_extractor("detectron2", config_overrides=["MODEL.ROI_HEADS.NAME", "AttributeRes5ROIHeads"],
-                          **D2_KW)
+    ext = build_extractor("detectron2", **ATTR_KW)
     (r,) = ext.extract([photo])
     assert len(r) == 8 and r.attr_scores.shape == (8,)
 
