@@ -27,31 +27,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     from graphmatch.engine.train import train_experiment
 
     cfg = load_config(args.config, args.set)
-    summary = train_experiment(cfg, resume=args.resume, progress=not args.quiet)
+    summary = train_experiment(cfg, resume=args.resume, progress=not args.quiet, regions=_open_regions(cfg.data.regions))
     print(f"best epoch {summary['best_epoch']}  val rsum {summary['best_rsum']:.2f}")
     print(f"checkpoints: {summary['best_checkpoint']} (best), {summary['last_checkpoint']} (last)")
     return 0
 
 
+def _open_regions(path: Optional[str]) -> Any:
+    """The region source for ``data.regions`` (HDF5 store, BUTD TSV, precomp folder), or None."""
+    if not path:
+        return None
+    from detectors.readers import open_regions
+
+    return open_regions(path)
+
+
 def run_eval(checkpoint: str, data: Optional[str], split: str, *, fold5: bool = False, out: Optional[str] = None,
-             device: str = "auto", max_images: Optional[int] = None, progress: bool = True) -> Dict[str, Any]:
-    """Evaluate a checkpoint on a split; write the JSON report; return it."""
-    from graphmatch.data.dataset import MatchingData
-    from graphmatch.data.precomp import load_precomp
+             device: str = "auto", max_images: Optional[int] = None, progress: bool = True,
+             regions: Optional[str] = None) -> Dict[str, Any]:
+    """Evaluate a checkpoint on a split; write the JSON report; return it.
+
+    ``data`` / ``regions`` default to the checkpoint config's ``data.root`` / ``data.regions``;
+    ``regions=""`` reads the split's ``{split}_ims.npy``.
+    """
     from graphmatch.engine.checkpoint import load_checkpoint, resolve_checkpoint_dir
     from graphmatch.engine.evaluator import evaluate, read_hard_negatives
-    from graphmatch.engine.train import resolve_device
+    from graphmatch.engine.train import load_split, resolve_device
     from graphmatch.utils.io import atomic_write_json
 
     dev = resolve_device(device)
     model, cfg, vocab, state = load_checkpoint(checkpoint, map_location=dev)
-    root = data or cfg.data.root
-    split_data = load_precomp(root, split)
+    root = cfg.data.root = data or cfg.data.root
+    if regions is not None:  # "" reads <split>_ims.npy even when the training config named a region file
+        cfg.data.regions = regions or None
+    cfg.train.num_workers = 0
+    md = load_split(cfg, split, vocab, _open_regions(cfg.data.regions))
     img_dim = getattr(getattr(model, "image_encoder", None), "img_dim", None)
-    if img_dim is not None and split_data.feature_dim != img_dim:
-        raise ValueError(f"{root}/{split}_ims.npy has {split_data.feature_dim}-d features; "
+    if img_dim is not None and md.feature_dim != img_dim:
+        raise ValueError(f"split {split!r} of {root} has {md.feature_dim}-d region features; "
                          f"the checkpoint expects {img_dim}")
-    md = MatchingData(split_data, vocab)
     images = None if max_images is None else list(range(min(max_images, md.n_images)))
     t0 = time.time()
     metrics = evaluate(model, md, fold5=fold5, batch_size=cfg.eval.batch_size, img_chunk=cfg.eval.img_chunk,
@@ -89,7 +103,7 @@ def _print_report(report: Dict[str, Any]) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     report = run_eval(args.checkpoint, args.data, args.split, fold5=args.fold5, out=args.out, device=args.device,
-                      max_images=args.max_images, progress=not args.quiet)
+                      max_images=args.max_images, progress=not args.quiet, regions=args.regions)
     if args.json:
         _print_json(report)
     else:
@@ -108,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     print(f"graphmatch demo: SCAN (t2i) on SYNTHETIC scenes in {cfg.data.root} -> {cfg.output_dir}")
     t0 = time.time()
-    summary = train_experiment(cfg, progress=not args.quiet)
+    summary = train_experiment(cfg, progress=not args.quiet, regions=_open_regions(cfg.data.regions))
     print(f"trained {summary['epochs_done']} epochs in {(time.time() - t0) / 60:.1f} min; "
           f"best validation rsum {summary['best_rsum']:.1f} (epoch {summary['best_epoch']})")
     report = run_eval(summary["best_checkpoint"], cfg.data.root, cfg.data.test_split, device=cfg.train.device,
@@ -241,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint (retrieval R@K, rsum, medr/meanr)")
     e.add_argument("checkpoint", help="checkpoint folder (or a run folder: uses checkpoints/best)")
     e.add_argument("--data", help="precomp data folder (default: the one in the checkpoint's config)")
+    e.add_argument("--regions", help="region file (HDF5 store, BUTD TSV) keyed by <split>_ids.txt, instead of "
+                   "<split>_ims.npy (default: the checkpoint config's data.regions; '' for <split>_ims.npy)")
     e.add_argument("--split", default="test")
     e.add_argument("--fold5", action="store_true", help="MS-COCO 5-fold 1K protocol (default: all images, e.g. 5K)")
     e.add_argument("--out", help="JSON report path (default: <checkpoint>/eval_<split>.json)")

@@ -30,11 +30,15 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the data is and how it is read.
 
-    ``root`` holds the precomp layout (``{split}_ims.npy``, ``{split}_caps.txt``, ...). ``synthetic``
-    set to true generates the embedded SYNTHETIC scenes into ``root`` if they are absent.
+    ``root`` holds the precomp layout (``{split}_ims.npy``, ``{split}_caps.txt``, ...). With
+    ``regions`` set, image regions come from that file instead (an HDF5 region store written by
+    ``graphmatch extract``, bottom-up-attention TSV files, or another precomp folder), looked up by
+    the ids in ``{split}_ids.txt``; ``root`` then needs only captions and ids. ``synthetic`` set to
+    true generates the embedded SYNTHETIC scenes into ``root`` if they are absent.
     """
 
     root: str = "data/synthetic"
+    regions: Optional[str] = None  # region file (HDF5 store, BUTD TSV, precomp folder) keyed by {split}_ids.txt
     train_split: str = "train"
     val_split: str = "dev"
     test_split: str = "test"

@@ -8,7 +8,7 @@ the image once per caption, which makes a caption of the same image a false nega
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,16 @@ from torch_geometric.data import Batch
 from graphmatch.data.precomp import PrecompSplit
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.graphs import VisualGraph, TextGraph, build_visual_graph, build_word_graph, collate_graphs
+from graphmatch.structures import Regions
+
+
+class RegionSource(Protocol):
+    """Anything that maps an image id to its :class:`~graphmatch.structures.Regions`: the HDF5
+    region store and the feature readers of :mod:`detectors` (``detectors.readers.open_regions``)."""
+
+    def get(self, image_id: str) -> Regions: ...
+
+    def __contains__(self, image_id: object) -> bool: ...
 
 
 @dataclass
@@ -43,16 +53,29 @@ class PairBatch:
 
 
 class MatchingData:
-    """A precomp split with tokenised captions; builds graphs for images and captions.
+    """A split with tokenised captions; builds graphs for images and captions.
 
     Args:
         split: a loaded :class:`~graphmatch.data.precomp.PrecompSplit`.
         vocab: the vocabulary that maps caption words to ids.
+        regions: where image regions come from when the split has no feature array
+            (:func:`~graphmatch.data.precomp.load_captions`): a :class:`RegionSource` keyed by the
+            split's image ids. The number of regions may then differ between images.
     """
 
-    def __init__(self, split: PrecompSplit, vocab: Vocabulary) -> None:
+    def __init__(self, split: PrecompSplit, vocab: Vocabulary, regions: Optional[RegionSource] = None) -> None:
         self.split = split
         self.vocab = vocab
+        self.regions = regions
+        if split.features is None:
+            if regions is None:
+                raise ValueError(f"split {split.split!r} of {split.root} has no features: pass the region "
+                                 "source (region store or reader) that holds its images")
+            missing = [i for i in split.image_ids if i not in regions]
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} image id(s) of {split.root}/{split.split}_ids.txt are not in the region "
+                    f"source {getattr(regions, 'path', regions)!r}, e.g. {missing[:5]}")
         self.token_ids: List[torch.Tensor] = [torch.tensor(vocab.encode(c), dtype=torch.long) for c in split.captions]
         for c, t in enumerate(self.token_ids):
             if t.numel() == 0:  # load_precomp already rejects these; a guard for hand-built splits
@@ -67,8 +90,17 @@ class MatchingData:
     def n_captions(self) -> int:
         return self.split.n_captions
 
+    @property
+    def feature_dim(self) -> int:
+        """Region feature size of the split's images."""
+        if self.split.features is not None:
+            return int(self.split.feature_dim)  # type: ignore[arg-type]
+        return self.regions.get(self.split.image_ids[0]).feature_dim  # type: ignore[union-attr]
+
     def image_graph(self, i: int) -> VisualGraph:
         s = self.split
+        if s.features is None:
+            return build_visual_graph(self.regions.get(s.image_ids[i]), item=int(i))  # type: ignore[union-attr]
         feats = torch.from_numpy(np.array(s.features[i], dtype=np.float32))
         boxes = None if s.boxes is None else torch.from_numpy(np.array(s.boxes[i], dtype=np.float32))
         size = None if s.image_sizes is None else tuple(float(v) for v in s.image_sizes[i])

@@ -46,7 +46,7 @@ from graphmatch.utils.io import atomic_save_npy, atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["DataError", "PrecompSplit", "load_precomp", "write_precomp", "precomp_paths"]
+__all__ = ["DataError", "PrecompSplit", "load_precomp", "load_captions", "write_precomp", "precomp_paths"]
 
 _MAX_LISTED = 5  # how many offending lines / records an error message lists
 _FINITE_CHUNK_BYTES = 64 * 1024 * 1024  # bytes of features checked per chunk
@@ -78,11 +78,12 @@ def _list_some(items: Sequence[int]) -> str:
 # ---------------------------------------------------------------------------------- dataclass
 @dataclass
 class PrecompSplit:
-    """One loaded split. ``features`` may be a read-only memmap."""
+    """One loaded split. ``features`` may be a read-only memmap, or ``None`` for a split whose
+    regions come from elsewhere (:func:`load_captions`: a region store keyed by ``image_ids``)."""
 
     root: Path
     split: str
-    features: np.ndarray                      # [n_images, R, D] float
+    features: Optional[np.ndarray]            # [n_images, R, D] float, or None
     captions: list[str]                       # n_captions
     img_of_caption: np.ndarray                # [n_captions] int64: feature row of each caption
     captions_of_image: list[np.ndarray]       # n_images arrays of caption indices (int64)
@@ -93,7 +94,7 @@ class PrecompSplit:
     @property
     def n_images(self) -> int:
         """Number of images (feature rows)."""
-        return int(self.features.shape[0])
+        return len(self.captions_of_image)
 
     @property
     def n_captions(self) -> int:
@@ -101,14 +102,14 @@ class PrecompSplit:
         return len(self.captions)
 
     @property
-    def n_regions(self) -> int:
-        """Regions per image (R)."""
-        return int(self.features.shape[1])
+    def n_regions(self) -> Optional[int]:
+        """Regions per image (R); None without features."""
+        return None if self.features is None else int(self.features.shape[1])
 
     @property
-    def feature_dim(self) -> int:
-        """Region feature dimension (D)."""
-        return int(self.features.shape[2])
+    def feature_dim(self) -> Optional[int]:
+        """Region feature dimension (D); None without features."""
+        return None if self.features is None else int(self.features.shape[2])
 
     @property
     def captions_per_image(self) -> Optional[int]:
@@ -145,7 +146,7 @@ class PrecompSplit:
             start += len(g)
         return replace(
             self,
-            features=np.asarray(self.features[idx]),
+            features=None if self.features is None else np.asarray(self.features[idx]),
             captions=[self.captions[j] for j in cap_idx],
             img_of_caption=new_img,
             captions_of_image=new_groups,
@@ -401,6 +402,42 @@ def load_precomp(root: PathLike, split: str, *, mmap: bool = True,
     return PrecompSplit(root=root, split=split, features=features, captions=captions,
                         img_of_caption=img_of_caption, captions_of_image=captions_of_image,
                         image_ids=image_ids, boxes=boxes, image_sizes=sizes)
+
+
+def load_captions(root: PathLike, split: str) -> PrecompSplit:
+    """Captions and image ids of a split whose regions live elsewhere (``features`` is None).
+
+    Reads ``{split}_caps.txt`` and the required ``{split}_ids.txt``: one id per caption (the
+    explicit map), or one id per image with captions in contiguous groups of ``k``. The ids are the
+    keys under which a region store (HDF5 store, bottom-up-attention TSV, ...) holds each image.
+
+    Raises:
+        DataError: a missing or malformed file, naming it and the line.
+    """
+    root = Path(root)
+    paths = precomp_paths(root, split)
+    for key, what in (("caps", "captions"), ("ids", "image ids")):
+        if not paths[key].is_file():
+            raise DataError(f"missing {what} file {paths[key]} for split {split!r}: a split whose regions "
+                            "come from a region store needs captions and the image id of each image or caption")
+    caps = paths["caps"]
+    captions = _read_lines(caps, "captions")
+    if not captions:
+        raise DataError(f"{caps}: no captions (file is empty)")
+    captions = _check_captions(captions, caps)
+    ids = _read_lines(paths["ids"], "image ids")
+    if len(ids) == len(captions):
+        n_images = len({i.strip() for i in ids})
+    else:
+        n_images = len(ids)
+    if n_images == 0:
+        raise DataError(f"{paths['ids']}: no image ids (file is empty)")
+    img_of_caption, image_ids = _map_captions(ids, paths["ids"], caps, paths["ids"], n_images, len(captions))
+    order = np.argsort(img_of_caption, kind="stable")
+    bounds = np.searchsorted(img_of_caption[order], np.arange(n_images + 1))
+    captions_of_image = [order[bounds[i]:bounds[i + 1]].astype(np.int64) for i in range(n_images)]
+    return PrecompSplit(root=root, split=split, features=None, captions=captions,
+                        img_of_caption=img_of_caption, captions_of_image=captions_of_image, image_ids=image_ids)
 
 
 # ---------------------------------------------------------------------------------- writer

@@ -21,7 +21,8 @@ import torch
 
 from graphmatch.config import ExperimentConfig, save_config
 from graphmatch.data.dataset import MatchingData
-from graphmatch.data.precomp import load_precomp
+from graphmatch.data.dataset import RegionSource
+from graphmatch.data.precomp import load_captions, load_precomp
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.engine.checkpoint import (
     CheckpointError, load_trainer_state, read_checkpoint_config, resolve_checkpoint_dir, load_weights,
@@ -60,17 +61,36 @@ def prepare_data(cfg: ExperimentConfig) -> None:
         ensure_synthetic(cfg.data.root, progress=True)
 
 
+def load_split(cfg: ExperimentConfig, split: str, vocab: Optional[Vocabulary] = None,
+               regions: Optional[RegionSource] = None) -> Any:
+    """The split ``split`` of ``cfg.data``: a precomp split, or, with ``cfg.data.regions``, captions
+    and ids whose images come from ``regions``. Returns a ``PrecompSplit`` (``vocab`` None) or
+    :class:`MatchingData`."""
+    if cfg.data.regions:
+        if regions is None:
+            raise ValueError(f"data.regions={cfg.data.regions!r} needs an opened region source: run through the "
+                             "graphmatch CLI, or pass regions=detectors.readers.open_regions(path)")
+        if cfg.train.num_workers:
+            raise ValueError("data.regions: region files are read in the main process; set train.num_workers=0")
+        s = load_captions(cfg.data.root, split)
+    else:
+        s = load_precomp(cfg.data.root, split, check_finite=cfg.data.check_finite)
+    return s if vocab is None else MatchingData(s, vocab, regions)
+
+
 def build_vocab(cfg: ExperimentConfig, train_captions: Any) -> Vocabulary:
     if cfg.data.vocab:
         return Vocabulary.load(cfg.data.vocab)
     return Vocabulary.build(train_captions, min_count=cfg.data.vocab_min_count)
 
 
-def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True,
+                     regions: Optional[RegionSource] = None) -> Dict[str, Any]:
     """Train ``cfg``'s model on its training split, validating every epoch by rsum.
 
     With ``resume``, continue from ``<output_dir>/checkpoints/last`` (its config must describe the
-    same model and data). Returns a summary: best epoch and metrics, checkpoint paths.
+    same model and data). ``regions``: the opened region source when ``cfg.data.regions`` is set.
+    Returns a summary: best epoch and metrics, checkpoint paths.
     """
     out = Path(cfg.output_dir)
     last_dir = out / "checkpoints" / "last"
@@ -95,11 +115,11 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         )
 
     seed_everything(cfg.train.seed)
-    train_split = load_precomp(cfg.data.root, cfg.data.train_split, check_finite=cfg.data.check_finite)
-    val_split = load_precomp(cfg.data.root, cfg.data.val_split, check_finite=cfg.data.check_finite)
+    train_split = load_split(cfg, cfg.data.train_split, regions=regions)
     vocab = saved_vocab or build_vocab(cfg, train_split.captions)
-    train_data, val_data = MatchingData(train_split, vocab), MatchingData(val_split, vocab)
-    img_dim = train_split.feature_dim
+    train_data = MatchingData(train_split, vocab, regions)
+    val_data = load_split(cfg, cfg.data.val_split, vocab, regions)
+    img_dim = train_data.feature_dim
     model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab).to(device)
     model_meta = {"matcher": cfg.model.matcher.name, "img_dim": img_dim, "vocab_size": len(vocab),
                   "n_parameters": sum(p.numel() for p in model.parameters())}
