@@ -13,13 +13,31 @@ import numpy as np
 PathLike = Union[str, os.PathLike]
 
 
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Flush a folder's entries (after a rename into it) to disk; a no-op where unsupported."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path in the same folder as ``path``; on success rename it onto ``path``.
 
     On any exception the temporary file is removed and ``path`` is left exactly as it was.
     ``os.replace`` is atomic on POSIX when both paths are on one file system, which is why the
-    temporary file lives next to the target.
+    temporary file lives next to the target. The result gets the permissions a plainly created
+    file would have (``mkstemp`` makes its files private).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,6 +46,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, _default_file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
