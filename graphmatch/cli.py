@@ -1,8 +1,10 @@
 """Command line: ``graphmatch {train,eval,demo,synth,list,parse,eval-parser,extract}``.
 
 This module only parses arguments into calls of the library; all behaviour lives in the library.
-It is the one place that reaches into ``parsers`` and ``detectors``, and only inside the command
-functions, so ``import graphmatch.cli`` loads neither spaCy nor torchvision.
+It is the one place that reaches into ``parsers`` and ``detectors``, and only inside functions:
+``import graphmatch.cli`` loads neither. Building the argument parser imports
+``detectors.extract`` (torch and h5py, not torchvision) for the ``extract`` options; spaCy is
+loaded only by the ``parse`` and ``eval-parser`` commands.
 """
 from __future__ import annotations
 
