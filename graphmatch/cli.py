@@ -2,9 +2,8 @@
 
 This module only parses arguments into calls of the library; all behaviour lives in the library.
 It is the one place that reaches into ``parsers`` and ``detectors``, and only inside functions:
-``import graphmatch.cli`` loads neither. Building the argument parser imports
-``detectors.extract`` (torch and h5py, not torchvision) for the ``extract`` options; spaCy is
-loaded only by the ``parse`` and ``eval-parser`` commands.
+``import graphmatch.cli`` loads neither. The ``extract`` options are read by
+``detectors.extract`` when that command runs; spaCy is loaded only by ``parse`` and ``eval-parser``.
 """
 from __future__ import annotations
 
@@ -30,6 +29,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     summary = train_experiment(cfg, resume=args.resume, progress=not args.quiet, regions=_open_regions(cfg.data.regions))
+    if summary["best_rsum"] is None:
+        print(f"no epoch was trained (train.epochs={cfg.train.epochs}, {summary['epochs_done']} done)")
+        return 0
     print(f"best epoch {summary['best_epoch']}  val rsum {summary['best_rsum']:.2f}")
     print(f"checkpoints: {summary['best_checkpoint']} (best), {summary['last_checkpoint']} (last)")
     return 0
@@ -125,6 +127,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"graphmatch demo: SCAN (t2i) on SYNTHETIC scenes in {cfg.data.root} -> {cfg.output_dir}")
     t0 = time.time()
     summary = train_experiment(cfg, progress=not args.quiet, regions=_open_regions(cfg.data.regions))
+    if summary["best_rsum"] is None:
+        raise ValueError(f"no epoch was trained (train.epochs={cfg.train.epochs})")
     print(f"trained {summary['epochs_done']} epochs in {(time.time() - t0) / 60:.1f} min; "
           f"best validation rsum {summary['best_rsum']:.1f} (epoch {summary['best_epoch']})")
     report = run_eval(summary["best_checkpoint"], cfg.data.root, cfg.data.test_split, device=cfg.train.device,
@@ -148,6 +152,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from graphmatch.registry import list_all
 
+    for package in ("detectors", "parsers"):  # their imports register extractors and parsers
+        try:
+            __import__(package)
+        except ImportError as e:
+            print(f"({package} not importable: {e})", file=sys.stderr)
     for kind, names in list_all().items():
         print(f"{kind}: {', '.join(names) if names else '(none)'}")
     return 0
@@ -221,18 +230,22 @@ def cmd_eval_parser(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from detectors.extract import run_extract
+    """The extract options are defined by ``detectors.extract`` and parsed here, so that other
+    commands never import ``detectors``."""
+    from detectors.extract import add_extract_arguments, run_extract
 
-    return run_extract(args)
+    ex = argparse.ArgumentParser(prog="graphmatch extract", description=EXTRACT_HELP)
+    add_extract_arguments(ex)
+    return run_extract(ex.parse_args(args.extract_args))
+
+
+EXTRACT_HELP = ("extract Faster R-CNN region features of a folder of images into an HDF5 store (resumable, "
+                "sharded with torchrun); `graphmatch extract -h` lists the options")
 
 
 def _add_extract_parser(sub: Any) -> None:
-    from detectors.extract import add_extract_arguments
-
-    ex = sub.add_parser("extract", help="extract Faster R-CNN region features of a folder of images into an "
-                        "HDF5 store (resumable, sharded with torchrun)")
-    add_extract_arguments(ex)
-    ex.set_defaults(func=cmd_extract)
+    ex = sub.add_parser("extract", help=EXTRACT_HELP, add_help=False)
+    ex.set_defaults(func=cmd_extract, extract_args=[])
 
 
 def _positive_int(text: str) -> int:
@@ -330,12 +343,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     # torch-geometric triggers this on import with recent torch; it is not actionable for users
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "extract":
+        args.extract_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+    except (ConfigError, CheckpointError, OSError, ValueError, RuntimeError, ArithmeticError) as e:
         if args.verbose:
             raise
         print(f"graphmatch {args.command}: error: {e}", file=sys.stderr)

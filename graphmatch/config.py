@@ -154,14 +154,13 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(value, a, key, source)
-            except ConfigError as e:
-                errors.append(e)
+            except ConfigError:
+                pass
         raise _type_error(value, tp, key, source)
     if origin in (list, List):
         (a,) = typing.get_args(tp) or (Any,)
@@ -187,6 +186,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise _type_error(value, tp, key, source)
     if tp is str:
         if isinstance(value, str):
@@ -239,23 +243,7 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {text!r}: cannot parse value: {e}") from None
-    return key.split("."), _fix_yaml_floats(parsed)
-
-
-def _fix_yaml_floats(obj: Any) -> Any:
-    """YAML 1.1 reads ``1e-4`` as a string; accept such strings where a float is written."""
-    if isinstance(obj, dict):
-        return {k: _fix_yaml_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_fix_yaml_floats(v) for v in obj]
-    if isinstance(obj, str):
-        try:
-            f = float(obj)
-        except ValueError:
-            return obj
-        if any(c in obj.lower() for c in "e.") and obj.strip().lower() not in {"nan", "inf", "-inf", "+inf"}:
-            return f
-    return obj
+    return key.split("."), parsed
 
 
 def _read_file(path: Path) -> Dict[str, Any]:
@@ -270,7 +258,7 @@ def _read_file(path: Path) -> Dict[str, Any]:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    return _fix_yaml_floats(raw)
+    return raw
 
 
 def config_from_dict(raw: Dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
@@ -299,7 +287,19 @@ def load_config(
                 raise ConfigError(f"--set {ov}: '{'.'.join(keys[: i + 1])}' is not a section")
             node = node[k]
         node[keys[-1]] = value
-        config_from_dict(merged, f"--set {ov}")  # an error names this override
+        try:
+            config_from_dict(merged, f"--set {ov}")  # an error names this override
+        except ConfigError:
+            # a text field given a value YAML reads as a number (output_dir=1.5): keep the text
+            literal = ov.partition("=")[2]
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise
+            node[keys[-1]] = literal
+            try:
+                config_from_dict(merged, f"--set {ov}")
+            except ConfigError:
+                node[keys[-1]] = value
+                config_from_dict(merged, f"--set {ov}")
     return config_from_dict(merged, "--set")
 
 

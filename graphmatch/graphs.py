@@ -112,9 +112,11 @@ def build_visual_graph(
     builder = VISUAL_EDGES.get(edges)
     if boxes is None:
         raise ValueError(f"edges={edges!r} needs region boxes")
+    if "relations" in edge_options:  # read once: an iterator would be empty the second time
+        edge_options["relations"] = [tuple(r) for r in edge_options["relations"]]  # type: ignore[union-attr]
     data.edge_index, data.edge_attr = builder(boxes, image_size, **edge_options)
     if edges == "relations":
-        rel = torch.as_tensor(list(edge_options.get("relations", ())), dtype=torch.long).reshape(-1, 3)
+        rel = torch.as_tensor(edge_options.get("relations", []), dtype=torch.long).reshape(-1, 3)
         data.edge_type = rel[:, 1]
     return data
 
@@ -227,14 +229,19 @@ def to_dense(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Padded ``(values[B, N_max, ...], mask[B, N_max])`` of a node field of a PyG ``Batch``.
 
-    ``x`` overrides the field (e.g. encoded node states aligned with ``batch.batch``). Graphs with
-    zero nodes give an all-False mask row.
+    ``x`` overrides the field (e.g. encoded node states aligned with ``batch.batch``). A field
+    batched with ``follow_batch`` (``"words"`` of scene graphs) uses its ``<key>_batch`` vector; a
+    plain ``Data`` is one graph. Graphs with zero nodes give an all-False mask row.
     """
     values = batch[key] if x is None else x
-    batch_vec = batch.batch
+    # a field batched with follow_batch (e.g. "words") has its own assignment vector
+    batch_vec = getattr(batch, f"{key}_batch", None) if x is None else None
     if batch_vec is None:
+        batch_vec = getattr(batch, "batch", None)
+    if batch_vec is None:  # a single graph (plain Data)
         batch_vec = torch.zeros(values.size(0), dtype=torch.long, device=values.device)
     out, mask = to_dense_batch(
-        values, batch_vec, fill_value=fill_value, max_num_nodes=max_num_nodes, batch_size=batch.num_graphs
+        values, batch_vec, fill_value=fill_value, max_num_nodes=max_num_nodes,
+        batch_size=getattr(batch, "num_graphs", 1),
     )
     return out, mask

@@ -24,6 +24,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 T = TypeVar("T")
 
 
+class UnknownNameError(KeyError, ValueError):
+    """A name that is not registered. A ``KeyError`` (it is a failed lookup) and a ``ValueError``
+    (it usually comes from a config value), with a readable message."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry:
     """A named mapping ``name -> object`` with decorator registration and helpful lookup errors."""
 
@@ -61,7 +69,7 @@ class Registry:
         except KeyError:
             close = difflib.get_close_matches(str(name), self._items, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} Registered: {', '.join(sorted(self._items)) or '(none)'}"
             ) from None
 
@@ -114,6 +122,8 @@ def _ensure_builtins() -> None:
     import graphmatch.models  # noqa: F401  (registers matchers)
     import graphmatch.encoders  # noqa: F401  (registers encoders)
     import graphmatch.visual_graphs  # noqa: F401  (registers visual edge builders)
+    import graphmatch.data.precomp  # noqa: F401  (registers data set loaders)
+    import graphmatch.data.synthetic  # noqa: F401
 
 
 def list_gnn_layers() -> List[str]:

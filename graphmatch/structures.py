@@ -190,7 +190,3 @@ class SceneGraph:
             g.add_edge(("object", r.subject), ("relation", k), kind="subject")
             g.add_edge(("relation", k), ("object", r.object), kind="object")
         return g
-
-
-def spans_to_tensor(spans: Sequence[Span]) -> torch.Tensor:
-    return torch.tensor(list(spans), dtype=torch.long).reshape(-1, 2)

@@ -34,7 +34,6 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from graphmatch.registry import VISUAL_EDGES
-POLAR_DIM = 2
 GEOMETRY_DIM = 5
 
 
@@ -43,14 +42,25 @@ def box_centres(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], dim=1)
 
 
+def _areas(b: torch.Tensor) -> torch.Tensor:
+    return (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+
+
+def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU ``[E]`` of box ``a[e]`` with box ``b[e]`` (0 where both areas are 0)."""
+    lt = torch.maximum(a[:, :2], b[:, :2])
+    rb = torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = _areas(a) + _areas(b) - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
 def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU ``[N, M]`` of two sets of ``(x1, y1, x2, y2)`` boxes (0 where both areas are 0)."""
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
@@ -82,7 +92,7 @@ def relative_geometry(boxes: torch.Tensor, edge_index: torch.Tensor) -> torch.Te
     s, t = edge_index[0], edge_index[1]
     delta = (c[t] - c[s]) / wh[s]
     logs = torch.log(wh[t] / wh[s])
-    iou = pairwise_iou(b[s], b[t]).diagonal() if s.numel() else torch.zeros(0)
+    iou = paired_iou(b[s], b[t])  # per edge: O(E) memory
     return torch.cat([delta, logs, iou[:, None]], dim=1)
 
 

@@ -74,7 +74,8 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_parse_override_values():
-    assert parse_override("a.b=1e-4") == (["a", "b"], 1e-4)
+    assert parse_override("a.b=1.5e-4") == (["a", "b"], 1.5e-4)
+    assert parse_override("a.b=1e-4") == (["a", "b"], "1e-4")  # YAML 1.1; a float field accepts it
     assert parse_override("a=true") == (["a"], True)
     assert parse_override("a=hello") == (["a"], "hello")
 
@@ -83,3 +84,11 @@ def test_parse_override_values():
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert cfg.name == path.stem
+
+
+def test_text_fields_keep_numeric_looking_values(tmp_path):
+    cfg = load_config(write(tmp_path, 'name: "1.0"\ntrain:\n  lr: 1e-4\n'), ["output_dir=1.5", "data.root=2e3"])
+    assert cfg.name == "1.0" and cfg.output_dir == "1.5" and cfg.data.root == "2e3"
+    assert cfg.train.lr == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match="'train.lr' must be float"):
+        load_config(None, ["train.lr=fast"])

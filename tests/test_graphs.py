@@ -108,6 +108,10 @@ def test_scene_graph_graph_nodes_edges_and_spans():
     assert g.words.tolist() == list(range(10, 18))
     b = collate_graphs([g, g], follow_batch=["words"])
     assert b.words_batch.tolist() == [0] * 8 + [1] * 8
+    words, mask = to_dense(b, "words")  # uses words_batch, not the node batch vector
+    assert words.shape == (2, 8) and mask.all() and words[1].tolist() == list(range(10, 18))
+    x, m = to_dense(build_word_graph([4, 5]))  # a plain Data is one graph
+    assert x.tolist() == [[4, 5]] and m.tolist() == [[True, True]]
     assert b.edge_index.max().item() == 9 and b.span.max().item() == 8  # spans are not offset
 
 

@@ -38,9 +38,10 @@ def test_scan_forward_shape_and_gradient(direction):
     assert model.text_encoder.embed.weight.grad.abs().sum() > 0
 
 
-def test_scores_do_not_depend_on_batch_company():
+@pytest.mark.parametrize("direction", ["t2i", "i2t", "both"])
+def test_scores_do_not_depend_on_batch_company(direction):
     """A pair scored alone equals the same pair scored inside a padded batch."""
-    model = tiny_scan().eval()
+    model = tiny_scan(direction).eval()
     imgs, caps = batches()
     with torch.no_grad():
         full = model(imgs, caps)

@@ -12,6 +12,10 @@ from graphmatch.engine.checkpoint import CheckpointError, load_checkpoint
 from graphmatch.engine.train import train_experiment
 
 
+# a model that draws random numbers while training (GRU dropout), so resume must restore the RNG
+DROPOUT = ("model.text.num_layers=2", "model.text.dropout=0.5")
+
+
 def make_cfg(root, out, *overrides):
     return load_config(None, [
         f"data.root={root}", f"output_dir={out}", "model.embed_dim=32", "model.text.word_dim=16",
@@ -50,14 +54,14 @@ def test_training_lowers_loss_and_raises_rsum(tiny_synthetic, tmp_path):
 
 
 def test_resume_continues_exactly(tiny_synthetic, tmp_path):
-    full = make_cfg(tiny_synthetic, tmp_path / "full", "train.epochs=3", "train.dropout=0.0" if False else "train.seed=1")
+    full = make_cfg(tiny_synthetic, tmp_path / "full", "train.epochs=3", "train.seed=1", *DROPOUT)
     train_experiment(full, progress=False)
 
-    part = make_cfg(tiny_synthetic, tmp_path / "part", "train.epochs=2", "train.seed=1")
+    part = make_cfg(tiny_synthetic, tmp_path / "part", "train.epochs=2", "train.seed=1", *DROPOUT)
     train_experiment(part, progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
         train_experiment(part, progress=False)
-    more = make_cfg(tiny_synthetic, tmp_path / "part", "train.epochs=3", "train.seed=1")
+    more = make_cfg(tiny_synthetic, tmp_path / "part", "train.epochs=3", "train.seed=1", *DROPOUT)
     summary = train_experiment(more, resume=True, progress=False)
     assert summary["epochs_done"] == 3 and len(summary["history"]) == 3
 
@@ -73,10 +77,11 @@ def test_resume_continues_exactly(tiny_synthetic, tmp_path):
 
 def test_resume_mid_epoch_is_exact(tiny_synthetic, tmp_path):
     """Stop inside an epoch (a step checkpoint), resume, and land on the uninterrupted weights."""
-    ref = make_cfg(tiny_synthetic, tmp_path / "ref", "train.epochs=1", "train.seed=2")
+    ref = make_cfg(tiny_synthetic, tmp_path / "ref", "train.epochs=1", "train.seed=2", *DROPOUT)
     train_experiment(ref, progress=False)
 
-    cut = make_cfg(tiny_synthetic, tmp_path / "cut", "train.epochs=1", "train.seed=2", "train.checkpoint_every=10")
+    cut = make_cfg(tiny_synthetic, tmp_path / "cut", "train.epochs=1", "train.seed=2", "train.checkpoint_every=10",
+                   *DROPOUT)
 
     class Stop(Exception):
         pass
@@ -105,12 +110,29 @@ def test_resume_mid_epoch_is_exact(tiny_synthetic, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_refuses_other_model(tiny_synthetic, tmp_path):
+def test_resume_refuses_other_model_or_batch_order(tiny_synthetic, tmp_path):
     cfg = make_cfg(tiny_synthetic, tmp_path / "r", "train.epochs=1")
     train_experiment(cfg, progress=False)
     other = make_cfg(tiny_synthetic, tmp_path / "r", "train.epochs=2", "model.embed_dim=16")
     with pytest.raises(CheckpointError, match="'model' section"):
         train_experiment(other, resume=True, progress=False)
+    reseeded = make_cfg(tiny_synthetic, tmp_path / "r", "train.epochs=2", "train.seed=5")
+    with pytest.raises(CheckpointError, match="train.seed"):
+        train_experiment(reseeded, resume=True, progress=False)
+
+
+def test_checkpoint_swap_interrupted_between_renames_is_recovered(trained_run, tmp_path):
+    """A save that stopped after moving the old checkpoint aside leaves only <name>.old: it is
+    still loadable, and the next save keeps it until the new one is in place."""
+    from graphmatch.engine.checkpoint import save_checkpoint
+
+    ck = tmp_path / "last"
+    shutil.copytree(trained_run / "checkpoints" / "best", tmp_path / "last.old")
+    model, cfg, vocab, state = load_checkpoint(ck)  # resolves to last.old
+    save_checkpoint(ck, model, cfg, vocab, model_meta={"img_dim": 48}, state={"epoch": 9})
+    assert ck.is_dir() and not (tmp_path / "last.old").exists()
+    assert json.loads((ck / "state.json").read_text())["epoch"] == 9
+    load_checkpoint(ck)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +189,10 @@ def test_cli_train_reports_config_errors(tmp_path, capsys):
     assert rc == 2 and "unknown key 'train.epoch'" in err and str(cfg) in err
     rc = main(["train", str(cfg).replace("c.yaml", "none.yaml")])
     assert rc == 2
+    cfg.write_text("{}\n")
+    rc = main(["train", str(cfg), "--set", "model.matcher.name=scn", "--set", f"output_dir={tmp_path / 'o'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown matcher 'scn'" in err and "Did you mean 'scan'" in err
 
 
 def test_caption_blocks_do_not_change_scores(trained_run, tiny_synthetic):

@@ -50,6 +50,8 @@ def test_knn_and_iou_graphs():
 def test_relation_hook_and_custom_builder():
     g = build_visual_graph(regions(), edges="relations", relations=[(0, 7, 1), (2, 3, 0)])
     assert g.edge_index.tolist() == [[0, 2], [1, 0]] and g.edge_type.tolist() == [7, 3]
+    g = build_visual_graph(regions(), edges="relations", relations=iter([(0, 7, 1), (2, 3, 0)]))
+    assert g.edge_index.tolist() == [[0, 2], [1, 0]] and g.edge_type.tolist() == [7, 3]
     with pytest.raises(ValueError, match="outside 0..2"):
         build_visual_graph(regions(), edges="relations", relations=[(0, 1, 5)])
 

@@ -42,6 +42,8 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from graphmatch.data.vocab import tokenize
+from graphmatch.metrics import captions_of_image as group_captions
+from graphmatch.registry import DATASETS
 from graphmatch.utils.io import atomic_save_npy, atomic_write_text
 
 PathLike = Union[str, os.PathLike]
@@ -378,9 +380,7 @@ def load_precomp(root: PathLike, split: str, *, mmap: bool = True,
     ids_lines = _read_lines(paths["ids"], "image ids") if paths["ids"].is_file() else None
     img_of_caption, image_ids = _map_captions(ids_lines, paths["ids"], caps, ims,
                                               n_images, len(captions))
-    order = np.argsort(img_of_caption, kind="stable")
-    bounds = np.searchsorted(img_of_caption[order], np.arange(n_images + 1))
-    captions_of_image = [order[bounds[i]:bounds[i + 1]].astype(np.int64) for i in range(n_images)]
+    captions_of_image = [c.astype(np.int64) for c in group_captions(img_of_caption, n_images)]
 
     # ---- boxes and sizes
     boxes = None
@@ -433,9 +433,7 @@ def load_captions(root: PathLike, split: str) -> PrecompSplit:
     if n_images == 0:
         raise DataError(f"{paths['ids']}: no image ids (file is empty)")
     img_of_caption, image_ids = _map_captions(ids, paths["ids"], caps, paths["ids"], n_images, len(captions))
-    order = np.argsort(img_of_caption, kind="stable")
-    bounds = np.searchsorted(img_of_caption[order], np.arange(n_images + 1))
-    captions_of_image = [order[bounds[i]:bounds[i + 1]].astype(np.int64) for i in range(n_images)]
+    captions_of_image = [c.astype(np.int64) for c in group_captions(img_of_caption, n_images)]
     return PrecompSplit(root=root, split=split, features=None, captions=captions,
                         img_of_caption=img_of_caption, captions_of_image=captions_of_image, image_ids=image_ids)
 
@@ -534,3 +532,7 @@ def write_precomp(root: PathLike, split: str, features: np.ndarray, captions: Se
             atomic_save_npy(paths[key], value)
             written[key] = paths[key]
     return written
+
+
+DATASETS.register("precomp", load_precomp)
+DATASETS.register("captions", load_captions)

@@ -27,14 +27,12 @@ The same seed and parameters give byte-identical files.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -44,7 +42,8 @@ from tqdm import tqdm
 
 from graphmatch.data.precomp import write_precomp
 from graphmatch.data.vocab import tokenize
-from graphmatch.utils.io import atomic_write_json, atomic_write_text
+from graphmatch.registry import DATASETS
+from graphmatch.utils.io import atomic_write_json, atomic_write_text, replace_dir
 
 PathLike = Union[str, os.PathLike]
 
@@ -873,28 +872,11 @@ def generate_synthetic(out_dir: PathLike, *, n_train: int = 3000, n_dev: int = 3
             version=SYNTHETIC_VERSION, params=json.dumps(params), n_regions=params["n_regions"],
             feature_dim=params["feature_dim"], k=params["captions_per_image"]))
         atomic_write_json(tmp / "meta.json", meta)
-        _move_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**meta, "path": str(out), "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder ``tmp`` onto ``out``, replacing an earlier SYNTHETIC folder."""
-    old: Optional[Path] = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None:
-            with contextlib.suppress(OSError):
-                os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def ensure_synthetic(out_dir: PathLike, **kw: Any) -> dict:
@@ -912,3 +894,6 @@ def ensure_synthetic(out_dir: PathLike, **kw: Any) -> dict:
         return {**meta, "path": str(out), "generated": False}
     summary = generate_synthetic(out, progress=progress, **params)
     return {**summary, "generated": True}
+
+
+DATASETS.register("synthetic", generate_synthetic)

@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 def build_image_encoder(cfg: Any, *, img_dim: int) -> nn.Module:
     """Image encoder named by ``cfg.image.name`` for features of size ``img_dim``."""
     c = cfg.image
-    return ENCODERS.get(c.name)(img_dim=img_dim, embed_dim=cfg.embed_dim, no_imgnorm=c.no_imgnorm)
+    return ENCODERS.resolve(c.name)(img_dim=img_dim, embed_dim=cfg.embed_dim, no_imgnorm=c.no_imgnorm)
 
 
 def build_text_encoder(cfg: Any, *, vocab: Any) -> nn.Module:
     """Text encoder named by ``cfg.text.name``; loads ``cfg.text.word_vectors`` when set."""
     c = cfg.text
-    enc = ENCODERS.get(c.name)(
+    enc = ENCODERS.resolve(c.name)(
         vocab_size=len(vocab), word_dim=c.word_dim, embed_dim=cfg.embed_dim, num_layers=c.num_layers,
         bidirectional=c.bidirectional, dropout=c.dropout, no_txtnorm=c.no_txtnorm,
     )

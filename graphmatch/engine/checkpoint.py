@@ -13,7 +13,9 @@ half-written checkpoint; the previous one stays readable until the new one is co
 """
 from __future__ import annotations
 
+import copy
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from graphmatch.config import ConfigError, ExperimentConfig, config_from_dict
 from graphmatch.data.vocab import Vocabulary
-from graphmatch.utils.io import atomic_write_json
+from graphmatch.utils.io import atomic_write_json, fsync_dir, replace_dir
 
 FORMAT = "graphmatch-checkpoint"
 VERSION = 1
@@ -61,18 +63,20 @@ def save_checkpoint(
         atomic_write_json(tmp / "state.json", state)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer.pt")
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        if old.exists():
-            shutil.rmtree(old)
+        _fsync_tree(tmp)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk."""
+    for f in folder.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(folder)
 
 
 def resolve_checkpoint_dir(path: PathLike) -> Path:
@@ -81,7 +85,7 @@ def resolve_checkpoint_dir(path: PathLike) -> Path:
     if p.is_file():
         p = p.parent
     if not p.exists():
-        old = p.with_name(p.name + ".old")  # a crash between the two renames of save_checkpoint
+        old = p.with_name(p.name + ".old")  # a crash between the two renames of replace_dir
         if old.is_dir():
             return old
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -151,8 +155,8 @@ def load_checkpoint(path: PathLike, *, map_location: str = "cpu") -> Tuple[torch
         raise CheckpointError(f"{d / 'vocab.json'}: {e}") from None
     if "img_dim" not in meta:
         raise CheckpointError(f"{d / 'config.json'}: the 'model' record has no img_dim")
-    model_cfg = cfg.model
-    # word vectors are in the weights already; do not need the original file to rebuild
+    model_cfg = copy.deepcopy(cfg.model)
+    # word vectors are in the weights already; the original file is not needed to rebuild
     model_cfg.text.word_vectors = None
     model = build_matcher(model_cfg, img_dim=int(meta["img_dim"]), vocab=vocab)
     load_weights(model, d / "model.safetensors")
@@ -160,10 +164,21 @@ def load_checkpoint(path: PathLike, *, map_location: str = "cpu") -> Tuple[torch
     if (d / "state.json").is_file():
         try:
             state = json.loads((d / "state.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{d / 'state.json'}: corrupted ({e})") from None
     model.to(map_location).eval()
     return model, cfg, vocab, state
+
+
+def read_state(path: PathLike) -> Dict[str, Any]:
+    """``state.json`` of a checkpoint (epoch, step, best score, history)."""
+    f = resolve_checkpoint_dir(path) / "state.json"
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{f}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{f}: corrupted ({e})") from None
 
 
 def load_trainer_state(path: PathLike) -> Dict[str, Any]:

@@ -25,7 +25,7 @@ from graphmatch.data.dataset import RegionSource
 from graphmatch.data.precomp import load_captions, load_precomp
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.engine.checkpoint import (
-    CheckpointError, load_trainer_state, read_checkpoint_config, resolve_checkpoint_dir, load_weights,
+    CheckpointError, load_trainer_state, load_weights, read_checkpoint_config, read_state, resolve_checkpoint_dir,
     save_checkpoint,
 )
 from graphmatch.engine.evaluator import evaluate
@@ -71,7 +71,9 @@ def load_split(cfg: ExperimentConfig, split: str, vocab: Optional[Vocabulary] = 
             raise ValueError(f"data.regions={cfg.data.regions!r} needs an opened region source: run through the "
                              "graphmatch CLI, or pass regions=detectors.readers.open_regions(path)")
         if cfg.train.num_workers:
-            raise ValueError("data.regions: region files are read in the main process; set train.num_workers=0")
+            log.warning("data.regions: region files are read in the main process; train.num_workers=%d "
+                        "is ignored", cfg.train.num_workers)
+            cfg.train.num_workers = 0
         s = load_captions(cfg.data.root, split)
     else:
         s = load_precomp(cfg.data.root, split, check_finite=cfg.data.check_finite)
@@ -106,6 +108,13 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
                 raise CheckpointError(
                     f"--resume: the '{section}' section of the config differs from the one in {d}/config.json; "
                     "resume with the same config (train.epochs may change) or start a new output_dir"
+                )
+        # these fix the batch order that the saved loop position points into
+        for key in ("seed", "batch_size", "max_steps_per_epoch"):
+            if getattr(old_cfg.train, key) != getattr(cfg.train, key):
+                raise CheckpointError(
+                    f"--resume: train.{key} is {getattr(cfg.train, key)!r} but the run in {d} used "
+                    f"{getattr(old_cfg.train, key)!r}; the saved position would point into another batch order"
                 )
         saved_vocab = Vocabulary.load(d / "vocab.json")
     elif (last_dir / "config.json").exists():
@@ -166,9 +175,7 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         d = resolve_checkpoint_dir(last_dir)
         load_weights(model, d / "model.safetensors")
         trainer.load_state_dict(load_trainer_state(d))
-        import json
-
-        saved = json.loads((d / "state.json").read_text(encoding="utf-8"))
+        saved = read_state(d)
         for k in ("history", "best_rsum", "best_epoch", "best_metrics"):
             if k in saved:
                 trainer.storage[k] = saved[k]

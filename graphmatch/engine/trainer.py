@@ -143,9 +143,12 @@ class Trainer:
                     self.epoch_losses = []
                 self.epoch_complete = False
                 self._call("before_epoch")
+                # an own generator: iterating a DataLoader otherwise draws from the global RNG,
+                # which would shift dropout masks after a resume
                 loader = DataLoader(
                     CaptionIndexDataset(self.data.n_captions), batch_sampler=batches,
                     collate_fn=PairCollator(self.data), num_workers=self.num_workers,
+                    generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch),
                 )
                 for batch in loader:
                     self._call("before_step")
@@ -177,6 +180,7 @@ class Trainer:
             "epoch_losses": [] if done else list(self.epoch_losses),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -186,3 +190,6 @@ class Trainer:
         self.epoch_losses = [float(v) for v in state.get("epoch_losses", [])]
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        cuda_rng = state.get("cuda_rng") or []
+        if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)

@@ -9,8 +9,9 @@ from graphmatch.registry import MATCHERS
 
 
 def build_matcher(cfg: Any, *, img_dim: int, vocab: Any) -> Matcher:
-    """Build the matcher named by ``cfg.matcher.name`` (a :class:`~graphmatch.config.ModelConfig`)."""
-    cls = MATCHERS.get(cfg.matcher.name)
+    """Build the matcher named by ``cfg.matcher.name`` (a :class:`~graphmatch.config.ModelConfig`);
+    Python callers may set ``cfg.matcher.name`` to a matcher class instead of a name."""
+    cls = MATCHERS.resolve(cfg.matcher.name)
     return cls(**cls.from_config(cfg, img_dim=img_dim, vocab=vocab))
 
 

@@ -19,12 +19,11 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from graphmatch.models.base import Matcher
-from graphmatch.nn.functional import scan_i2t, scan_t2i
+from graphmatch.nn.functional import AGGREGATIONS, scan_i2t, scan_t2i
 from graphmatch.registry import MATCHERS
 from graphmatch.types import NodeEmb
 
 DIRECTIONS = ("t2i", "i2t", "both")
-AGGREGATIONS = ("lse", "mean", "max", "sum")
 
 
 @MATCHERS.register("scan")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
@@ -77,3 +78,29 @@ def atomic_write_with(path: PathLike, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def replace_dir(src: PathLike, dst: PathLike) -> None:
+    """Move the finished folder ``src`` onto ``dst``, replacing an existing ``dst``.
+
+    The previous ``dst`` is first renamed to ``<dst>.old`` and deleted only once ``src`` is in
+    place, so at every moment either ``dst`` or ``<dst>.old`` is a complete folder. A swap that an
+    earlier crash left half done (only ``<dst>.old``) is completed first, never deleted.
+    """
+    src, dst = Path(src), Path(dst)
+    old = dst.with_name(dst.name + ".old")
+    if old.exists() and not dst.exists():
+        old.rename(dst)
+    if old.exists():
+        shutil.rmtree(old)
+    if dst.exists():
+        dst.rename(old)
+    try:
+        src.rename(dst)
+    except BaseException:
+        if old.exists() and not dst.exists():
+            old.rename(dst)
+        raise
+    fsync_dir(dst.parent)
+    if old.exists():
+        shutil.rmtree(old)
