@@ -152,11 +152,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from graphmatch.registry import list_all
 
-    for package in ("detectors", "parsers"):  # their imports register extractors and parsers
+    for module in ("detectors", "parsers.parser"):  # their imports register extractors and parsers
         try:
-            __import__(package)
+            __import__(module)
         except ImportError as e:
-            print(f"({package} not importable: {e})", file=sys.stderr)
+            print(f"({module} not importable: {e})", file=sys.stderr)
     for kind, names in list_all().items():
         print(f"{kind}: {', '.join(names) if names else '(none)'}")
     return 0
@@ -317,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(invalid UTF-8, too long, parser failure) instead of writing an empty graph")
     pa.add_argument("--overwrite", action="store_true", help="start over instead of continuing --out")
     pa.add_argument("--chunk-size", type=_positive_int, default=1024, help="lines per write + fsync (default 1024)")
-    pa.add_argument("--max-chars", type=_positive_int, default=100_000, help="longer lines are not parsed (empty graph)")
+    pa.add_argument("--max-chars", type=_positive_int, default=None,
+                    help="lines longer than this are not parsed (empty graph with a note); default: every line "
+                    "is parsed, captions over 20,000 characters truncated with a warning")
     pa.add_argument("--json", action="store_true", help="print the summary as JSON")
     pa.add_argument("--quiet", action="store_true", help="no progress bar")
     pa.set_defaults(func=cmd_parse)

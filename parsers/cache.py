@@ -37,6 +37,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequ
 
 from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation
 
+from .text import MAX_CAPTION_CHARS, screen_caption
+
 __all__ = [
     "ParseCache", "ParseCacheWarning", "parse_with_cache", "scene_graph_to_record",
     "record_to_scene_graph", "empty_record", "screen_caption", "default_cache_dir",
@@ -47,8 +49,6 @@ PathLike = Union[str, os.PathLike]
 
 #: Environment variable naming the root folder of graphmatch's caches (parses go to ``<root>/parses``).
 CACHE_ENV = "GRAPHMATCH_CACHE"
-#: Captions longer than this many characters are not parsed (empty graph with a note).
-MAX_CAPTION_CHARS = 100_000
 #: Version of the record layout; part of every cache key, so a layout change misses old entries.
 RECORD_FORMAT = 1
 
@@ -117,16 +117,6 @@ def record_to_scene_graph(record: Dict[str, Any]) -> SceneGraph:
 def empty_record(note: str) -> Dict[str, Any]:
     """The record of an empty graph whose ``note`` says why it is empty."""
     return scene_graph_to_record(SceneGraph(tokens=[], note=note))
-
-
-def screen_caption(text: str, max_chars: int = MAX_CAPTION_CHARS) -> Optional[str]:
-    """Why ``text`` is not parsed at all (``None``: it is parsed). Only lines with nothing to parse
-    (empty or whitespace only) and lines over ``max_chars`` characters are screened out."""
-    if not text.strip():
-        return "empty caption" if not text else "empty caption (whitespace only)"
-    if len(text) > max_chars:
-        return f"caption too long: {len(text)} characters (limit {max_chars}); not parsed"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,12 +357,13 @@ class ParseCache:
 
 def parse_records(parser: CaptionParser, texts: Sequence[str], cache: Optional[ParseCache] = None, *,
                   batch_size: Optional[int] = None, chunk_size: int = 4096,
-                  max_chars: int = MAX_CAPTION_CHARS, stats: Optional[Dict[str, int]] = None
+                  max_chars: Optional[int] = None, stats: Optional[Dict[str, int]] = None
                   ) -> List[Dict[str, Any]]:
     """One record per text (see the module docstring), in order: from ``cache`` where present, else
     parsed with ``parser.pipe`` (each distinct text once) and stored in ``cache``.
 
-    Texts :func:`screen_caption` rejects (empty, over ``max_chars``) get an empty record with the
+    Texts :func:`parsers.text.screen_caption` rejects (empty; over ``max_chars`` when given — the
+    parser itself truncates captions over :data:`MAX_CAPTION_CHARS`) get an empty record with the
     reason as ``note`` and are not parsed. The cache is written every ``chunk_size`` parsed texts,
     so an interrupted call keeps what it parsed. ``stats``, if given, is incremented by the number
     of texts ``screened``, served ``cached`` and ``parsed`` (distinct texts given to the parser).
@@ -417,7 +408,7 @@ def parse_records(parser: CaptionParser, texts: Sequence[str], cache: Optional[P
 
 
 def parse_with_cache(parser: CaptionParser, texts: Sequence[str], cache: Optional[ParseCache] = None, *,
-                     batch_size: Optional[int] = None, max_chars: int = MAX_CAPTION_CHARS) -> List[SceneGraph]:
+                     batch_size: Optional[int] = None, max_chars: Optional[int] = None) -> List[SceneGraph]:
     """One :class:`SceneGraph` per text, in order, parsing only what ``cache`` does not hold
     (``cache=None``: parse everything). Graphs rebuilt from the cache equal freshly parsed ones.
     See :func:`parse_records`."""

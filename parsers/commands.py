@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from graphmatch.structures import SceneGraph
+from graphmatch.utils.io import fsync_dir
 
-from .cache import (MAX_CAPTION_CHARS, ParseCache, empty_record, parse_records, record_to_scene_graph,
-                    screen_caption)
+from .cache import ParseCache, empty_record, parse_records, record_to_scene_graph
+from .text import is_truncated, screen_caption
 
 __all__ = [
     "ParseInputWarning", "make_parser", "make_normalizer", "read_caption_lines", "parse_file",
-    "read_parse_records", "load_scene_graphs", "load_gold", "run_ours", "run_sng", "evaluate_parser",
+    "read_parse_records", "load_scene_graphs", "load_gold", "run_ours", "run_sng", "run_timed", "evaluate_parser",
     "format_eval_table", "DEFAULT_CHUNK",
 ]
 
@@ -145,19 +146,6 @@ def _out_record(n: int, caption: str, rec: Dict[str, Any], version: str) -> Dict
             "relations": rec["relations"], "note": rec.get("note"), "parser": version, "graph": rec["graph"]}
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _lock(f: Any, out: Path) -> None:
     """Take an exclusive lock on the open output file, so that two runs never write one file."""
     try:
@@ -172,23 +160,47 @@ def _lock(f: Any, out: Path) -> None:
         pass
 
 
+_RECORD_KEYS = ("line", "caption", "parser", "graph")
+
+
+def _record_start(n: int) -> bytes:
+    """How the line of record ``n`` begins in a file written by :func:`parse_file`."""
+    return b'{"line":' + str(n).encode("ascii") + b","
+
+
+def _not_a_record(out: Path, n: int, why: str) -> ValueError:
+    return ValueError(f"{out}: line {n} is not a graphmatch parse record ({why}); "
+                      f"use --overwrite to replace the file")
+
+
 def _complete_prefix(out: Path, captions: Path, version: str) -> Tuple[int, int]:
-    """``(records, bytes)`` of the valid prefix of an existing output file: complete lines (ending in
-    a line break) holding records ``1, 2, ...`` in order. The first partial or unreadable line ends
-    the prefix. Raises ``ValueError`` if a complete record belongs to another input or parser
-    version (resuming would mix two runs)."""
+    """``(records, bytes)`` of the valid prefix of an existing output file: the complete lines
+    (ending in a line break), which must hold records ``1, 2, ...`` in order, without a last line
+    that has no line break (a write cut short by an interruption; it is dropped when it is the
+    beginning of the next record, or unreadable bytes such as NULs).
+
+    Raises ``ValueError`` and leaves the file alone if a complete line is not the next record (the
+    file is not ``graphmatch parse`` output, e.g. a captions or gold file given as ``--out``), if
+    the unterminated last line is something else, or if a record belongs to another input or
+    parser version (resuming would mix two runs)."""
     n, offset = 0, 0
     lines = read_caption_lines(captions)
     with open(out, "rb") as f:
         for raw in f:
             if not raw.endswith(b"\n"):
+                start = _record_start(n + 1)
+                if not (raw.startswith(start) or start.startswith(raw) or not raw.strip(b"\x00")):
+                    raise _not_a_record(out, n + 1, "the last line has no line break and is not the start "
+                                                    f"of record {n + 1}")
                 break
             try:
                 rec = json.loads(raw)
             except ValueError:
-                break
-            if not isinstance(rec, dict) or rec.get("line") != n + 1 or "graph" not in rec:
-                break
+                raise _not_a_record(out, n + 1, "not JSON") from None
+            if not isinstance(rec, dict) or any(k not in rec for k in _RECORD_KEYS):
+                raise _not_a_record(out, n + 1, "not a JSON object with the keys " + ", ".join(_RECORD_KEYS))
+            if rec["line"] != n + 1:
+                raise _not_a_record(out, n + 1, f"it is numbered {rec['line']!r}, expected {n + 1}")
             nxt = next(lines, None)
             if nxt is None:
                 raise ValueError(f"{out} has more records than {captions} has lines; "
@@ -205,9 +217,24 @@ def _complete_prefix(out: Path, captions: Path, version: str) -> Tuple[int, int]
     return n, offset
 
 
+def _open_output(out: Path) -> Tuple[Any, bool]:
+    """``(file, created)``: ``out`` opened for reading and writing, created if missing.
+    ``created`` is true only for the run whose exclusive create made the file, so that of two runs
+    starting together on a missing file exactly one counts as its creator."""
+    while True:
+        try:
+            return os.fdopen(os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), "r+b"), True
+        except FileExistsError:
+            pass
+        try:
+            return os.fdopen(os.open(out, os.O_RDWR), "r+b"), False
+        except FileNotFoundError:  # removed in between: try to create it again
+            continue
+
+
 def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: Optional[str] = None,
                batch_size: Optional[int] = None, cache: Optional[ParseCache] = None, strict: bool = False,
-               overwrite: bool = False, chunk_size: int = DEFAULT_CHUNK, max_chars: int = MAX_CAPTION_CHARS,
+               overwrite: bool = False, chunk_size: int = DEFAULT_CHUNK, max_chars: Optional[int] = None,
                progress: bool = True, on_warning: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Parse every line of ``captions`` into one record per line in ``out`` (see the module docstring).
 
@@ -217,12 +244,18 @@ def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: 
     written in chunks of ``chunk_size`` lines, each flushed and fsynced, so an interruption loses
     at most the chunk in progress. ``overwrite=True`` starts from scratch.
 
-    A line that is not valid UTF-8, longer than ``max_chars`` characters, or on which the parser
-    raises gets an empty graph whose ``note`` names the problem, and ``on_warning`` (default:
-    :func:`warnings.warn` with :class:`ParseInputWarning`) is called with a message naming the line;
-    with ``strict=True`` such a line raises ``ValueError`` instead. Empty and whitespace-only lines
-    get an empty graph with a note, without a warning. The output has exactly one record per input
-    line.
+    An existing ``out`` that is not (the beginning of) such a file is never truncated: a complete
+    line that is not the next record raises ``ValueError`` naming it (``overwrite=True`` replaces
+    the file). Only an unterminated last line (a write cut short) is discarded.
+
+    A line that is not valid UTF-8, longer than ``max_chars`` characters (when given), or on which
+    the parser raises gets an empty graph whose ``note`` names the problem, and ``on_warning``
+    (default: :func:`warnings.warn` with :class:`ParseInputWarning`) is called with a message
+    naming the line; with ``strict=True`` such a line raises ``ValueError`` instead. A line longer
+    than the parser's limit (:data:`parsers.text.MAX_CAPTION_CHARS`) is parsed truncated; its
+    note says so (``"truncated to N characters"``) and ``on_warning`` names the line (also with
+    ``strict=True``). Empty and whitespace-only lines get an empty graph with a note, without a
+    warning. The output has exactly one record per input line.
 
     Args:
         parser: a parser object (``version``, ``pipe``, ``parse``); default :func:`make_parser`.
@@ -250,15 +283,16 @@ def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: 
 
     n_lines = count_lines(captions)
     out.parent.mkdir(parents=True, exist_ok=True)
-    created = not out.exists()
-    f = os.fdopen(os.open(out, os.O_RDWR | os.O_CREAT, 0o666), "r+b")
+    f, created = _open_output(out)
+    locked = False
     try:
         _lock(f, out)
+        locked = True
         done, offset = (0, 0) if overwrite else _complete_prefix(out, captions, version)
     except BaseException:
-        f.close()
-        if created:
+        if created and locked:  # never remove a file another run holds
             out.unlink(missing_ok=True)
+        f.close()
         raise
     summary: Dict[str, Any] = {
         "captions": str(captions), "output": str(out), "lines": n_lines, "resumed_from": done, "written": 0,
@@ -269,9 +303,9 @@ def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: 
     notes: Counter = Counter()
     n_warn = 0
 
-    def problem(n: int, note: str) -> None:
+    def problem(n: int, note: str, fatal: bool = True) -> None:
         nonlocal n_warn
-        if strict:
+        if strict and fatal:
             raise ValueError(f"{captions}, line {n}: {note}")
         n_warn += 1
         if n_warn <= MAX_WARNINGS_SHOWN:
@@ -291,7 +325,7 @@ def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: 
             f.flush()
             os.fsync(f.fileno())
             if created:
-                _fsync_dir(out.parent)
+                fsync_dir(out.parent)
             chunk: List[Tuple[int, str, Optional[str]]] = []
             lines = read_caption_lines(captions)
             for _ in range(done):
@@ -314,14 +348,14 @@ def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: 
 
 
 def _write_chunk(f: Any, chunk: List[Tuple[int, str, Optional[str]]], parser: Any, cache: Optional[ParseCache],
-                 version: str, batch_size: Optional[int], max_chars: int, problem: Callable[[int, str], None],
-                 notes: Counter, summary: Dict[str, Any]) -> None:
+                 version: str, batch_size: Optional[int], max_chars: Optional[int],
+                 problem: Callable[..., None], notes: Counter, summary: Dict[str, Any]) -> None:
     """Build the records of ``chunk`` (input lines) and append them to ``f`` in one write, flushed
     and fsynced."""
     recs: Dict[int, Dict[str, Any]] = {}
     todo: List[Tuple[int, str]] = []
     for n, text, bad in chunk:
-        if bad is None and len(text) > max_chars:
+        if bad is None and max_chars is not None and len(text) > max_chars:
             bad = screen_caption(text, max_chars)
         if bad is not None:
             problem(n, bad)
@@ -338,8 +372,10 @@ def _write_chunk(f: Any, chunk: List[Tuple[int, str, Optional[str]]], parser: An
             parsed = _parse_one_by_one(parser, todo, cache, batch_size, max_chars, problem, err, stats)
         summary["from_cache"] += stats.get("cached", 0)
         summary["parsed"] += stats.get("parsed", 0)
-        for (n, _), rec in zip(todo, parsed):
+        for (n, text), rec in zip(todo, parsed):
             recs[n] = rec
+            if is_truncated(rec.get("note")):
+                problem(n, f"{len(text)} characters, over the parser's limit; parsed {rec['note']}", fatal=False)
     data = bytearray()
     for n, text, _ in chunk:
         rec = recs[n]
@@ -358,7 +394,7 @@ def _note_kind(note: str) -> str:
 
 
 def _parse_one_by_one(parser: Any, todo: List[Tuple[int, str]], cache: Optional[ParseCache],
-                      batch_size: Optional[int], max_chars: int, problem: Callable[[int, str], None],
+                      batch_size: Optional[int], max_chars: Optional[int], problem: Callable[..., None],
                       first_error: Exception, stats: Dict[str, int]) -> List[Dict[str, Any]]:
     """Parse the captions of a chunk one at a time after the batch failed; a caption the parser
     fails on gets an empty record naming the error. If it fails on every caption of a chunk of
@@ -494,18 +530,52 @@ def _rate(n: int, secs: float) -> Optional[float]:
     return n / secs if secs > 0 else None
 
 
+def run_timed(parser: Any, captions: Sequence[str], *, sng: Any = None, batch_size: Optional[int] = None,
+              warmup: int = 20, repeats: int = 1) -> Dict[str, Dict[str, Any]]:
+    """Run the parser (and ``sng``, if given) on ``captions`` the way :func:`evaluate_parser` and
+    the parser benchmark time them: a warm-up on the first ``warmup`` captions (not timed), then
+    ``repeats`` timed passes of each system, interleaved (:func:`run_ours`, :func:`run_sng`).
+
+    Returns ``{"ours": {"preds", "times"}, "sng": {"preds", "times", "errors"}}`` (``"sng"`` only
+    with a baseline); ``preds`` are the records of the first timed pass, ``times`` the seconds of
+    every pass."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    captions = list(captions)
+    if warmup and captions:
+        run_ours(parser, captions[:warmup], batch_size)
+        if sng is not None:
+            run_sng(sng, captions[:warmup])
+    out: Dict[str, Dict[str, Any]] = {"ours": {"preds": None, "times": []}}
+    if sng is not None:
+        out["sng"] = {"preds": None, "times": [], "errors": 0}
+    for _ in range(repeats):
+        preds, secs = run_ours(parser, captions, batch_size)
+        if out["ours"]["preds"] is None:
+            out["ours"]["preds"] = preds
+        out["ours"]["times"].append(secs)
+        if sng is not None:
+            spreds, ssecs, errors = run_sng(sng, captions)
+            if out["sng"]["preds"] is None:
+                out["sng"]["preds"], out["sng"]["errors"] = spreds, errors
+            out["sng"]["times"].append(ssecs)
+    return out
+
+
 def evaluate_parser(gold: PathLike, *, model: Optional[str] = None, baseline: Optional[str] = None,
                     limit: Optional[int] = None, batch_size: Optional[int] = None, parser: Any = None,
-                    normalizer: Any = None, warmup: int = 20) -> Dict[str, Any]:
+                    normalizer: Any = None, warmup: int = 20, repeats: int = 1) -> Dict[str, Any]:
     """Score the parser (and the ``baseline``, ``"sng"`` or ``None``) on the captions of ``gold``.
 
     Both systems parse the same captions after a warm-up on the first ``warmup`` of them (model
-    loading is not timed); the timed part is the parse call(s) only, record conversion excluded.
+    loading is not timed); the timed part is the parse call(s) only, record conversion excluded;
+    with ``repeats`` > 1 the fastest of that many interleaved passes counts (:func:`run_timed`).
     Both are scored by :func:`parsers.evaluation.score_records` with one shared normaliser
     (default :func:`make_normalizer` for ``model``).
 
     Returns ``{"gold", "n_captions", "model", "ours": {"name", "version", "scores", "seconds",
-    "captions_per_s"}, "sng": {...} (with a baseline), "speed_ratio" (ours / baseline captions/s)}``.
+    "times_s", "captions_per_s"}, "sng": {...} (with a baseline, plus "errors"), "speed_ratio"
+    (ours / baseline captions/s)}``.
     """
     from .evaluation import score_records
 
@@ -523,22 +593,20 @@ def evaluate_parser(gold: PathLike, *, model: Optional[str] = None, baseline: Op
         sng = make_sng(model_name)
     if normalizer is None:
         normalizer = make_normalizer(model)
-    if warmup and captions:
-        run_ours(parser, captions[:warmup], batch_size)
-        if sng is not None:
-            run_sng(sng, captions[:warmup])
-    preds, secs = run_ours(parser, captions, batch_size)
+    runs = run_timed(parser, captions, sng=sng, batch_size=batch_size, warmup=warmup, repeats=repeats)
+
+    def system(name: str, version: Optional[str], run: Dict[str, Any]) -> Dict[str, Any]:
+        secs = min(run["times"])
+        return {"name": name, "version": version, "scores": score_records(run["preds"], golds, normalizer),
+                "seconds": round(secs, 4), "times_s": [round(t, 4) for t in run["times"]],
+                "captions_per_s": _rate(len(captions), secs)}
+
     report: Dict[str, Any] = {
         "gold": str(gold), "n_captions": len(golds), "model": model_name,
-        "ours": {"name": "graphmatch", "version": str(getattr(parser, "version", "")),
-                 "scores": score_records(preds, golds, normalizer), "seconds": round(secs, 4),
-                 "captions_per_s": _rate(len(captions), secs)},
+        "ours": system("graphmatch", str(getattr(parser, "version", "")), runs["ours"]),
     }
     if sng is not None:
-        spreds, ssecs, errors = run_sng(sng, captions)
-        report["sng"] = {"name": "sng_parser", "version": _sng_version(),
-                         "scores": score_records(spreds, golds, normalizer), "seconds": round(ssecs, 4),
-                         "captions_per_s": _rate(len(captions), ssecs), "errors": errors}
+        report["sng"] = dict(system("sng_parser", _sng_version(), runs["sng"]), errors=runs["sng"]["errors"])
         a, b = report["ours"]["captions_per_s"], report["sng"]["captions_per_s"]
         report["speed_ratio"] = a / b if a and b else None
     return report

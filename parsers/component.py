@@ -13,8 +13,6 @@ idempotently (importing twice, or another package registering it first with a de
 """
 from __future__ import annotations
 
-from typing import Any
-
 from spacy.language import Language
 from spacy.tokens import Doc
 

