@@ -40,6 +40,8 @@ __all__ = [
     "WeightsError",
     "build_extractor",
     "select_detections",
+    "FinalBoxes",
+    "final_boxes",
     "load_state_dict_file",
     "save_state_dict_file",
     "load_class_names",
@@ -375,6 +377,62 @@ def select_detections(
     }
 
 
+@dataclass
+class FinalBoxes:
+    """The final regions of one image, as :func:`final_boxes` returns them.
+
+    Attributes:
+        boxes: ``[K, 4]`` in the coordinates of the resized image the model saw (for pooling).
+        labels / scores: ``[K]``; for the fallback, the background label and score 0.
+        fallback: no region was left, so ``boxes`` is the single whole-image box.
+        image_boxes: float32 ``[K, 4]`` on the CPU in pixels of the loaded image: ``boxes``
+            scaled back and clamped to the image; exactly ``(0, 0, width, height)`` for the
+            fallback.
+    """
+
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    scores: torch.Tensor
+    fallback: bool
+    image_boxes: torch.Tensor
+
+
+def final_boxes(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, *,
+                resized_size: Tuple[int, int], image_size: Tuple[int, int],
+                background_label: int = 0) -> FinalBoxes:
+    """Whole-image fallback and mapping back to the loaded image, shared by every backend.
+
+    Args:
+        boxes / labels / scores: the selected regions (``[K, 4]`` in resized-image coordinates,
+            ``[K]``, ``[K]``); ``K`` may be 0.
+        resized_size: ``(height, width)`` of the resized image.
+        image_size: ``(width, height)`` of the loaded image.
+        background_label: the label given to the fallback region (in the backend's own
+            numbering, e.g. detectron2's background index).
+
+    When ``K == 0`` the result is one region covering the whole image, with label
+    ``background_label`` and score 0. The scale factors are ``image / resized`` per axis in
+    float32.
+    """
+    rh, rw = int(resized_size[0]), int(resized_size[1])
+    iw, ih = int(image_size[0]), int(image_size[1])
+    fallback = boxes.shape[0] == 0
+    if fallback:
+        dev = boxes.device
+        boxes = torch.tensor([[0.0, 0.0, float(rw), float(rh)]], device=dev)
+        labels = torch.full((1,), int(background_label), dtype=torch.long, device=dev)
+        scores = torch.zeros(1, device=dev)
+        image_boxes = torch.tensor([[0.0, 0.0, float(iw), float(ih)]])
+    else:
+        scale = (torch.tensor([iw, ih], dtype=torch.float32, device=boxes.device)
+                 / torch.tensor([rw, rh], dtype=torch.float32, device=boxes.device)).repeat(2)
+        image_boxes = (boxes.float() * scale).cpu()
+        image_boxes[:, 0::2] = image_boxes[:, 0::2].clamp(0, iw)
+        image_boxes[:, 1::2] = image_boxes[:, 1::2].clamp(0, ih)
+    return FinalBoxes(boxes=boxes, labels=labels, scores=scores, fallback=fallback,
+                      image_boxes=image_boxes)
+
+
 # ------------------------------------------------------------------------------ the protocol
 
 class RegionExtractor(abc.ABC):
@@ -449,7 +507,10 @@ class RegionExtractor(abc.ABC):
 
     def config(self) -> Dict[str, Any]:
         """JSON-serialisable provenance: backend, options, weights (path + SHA-256), class names
-        (path + SHA-256 + count) and library versions."""
+        (path + SHA-256 + count) and library versions.
+
+        Region stores compare configs (resume, merge) by the files' SHA-256, not by their paths:
+        see :data:`detectors.store.RUN_ONLY_CONFIG_PATHS`."""
         import torch as _torch
 
         versions = {"torch": _torch.__version__}

@@ -22,7 +22,8 @@ embedding is indexed by detectron2's class index (background last), and its para
 module's (``attr_cls_embed``, ``attr_fc``, ``attr_score``), so a ported checkpoint needs its keys renamed.
 
 Weights are read without executing code (``.safetensors`` or ``torch.load(weights_only=True)``) and
-loaded through detectron2's ``DetectionCheckpointer`` key matching; ``.pkl`` model-zoo pickles are
+loaded through detectron2's ``DetectionCheckpointer`` key matching, strictly (missing, unexpected or
+mis-shaped keys raise a :class:`detectors.base.WeightsError` naming them); ``.pkl`` model-zoo pickles are
 refused (convert them once to ``.pth``/``.safetensors`` in an environment you trust).
 """
 from __future__ import annotations
@@ -31,7 +32,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from detectors.base import ExtractorOptions, RegionExtractor, WeightsError, load_state_dict_file, select_detections
+from detectors.base import (
+    ExtractorOptions,
+    RegionExtractor,
+    WeightsError,
+    final_boxes,
+    load_state_dict_file,
+    select_detections,
+)
 from graphmatch.registry import EXTRACTORS
 from graphmatch.structures import Regions
 
@@ -191,12 +199,15 @@ class Detectron2Extractor(RegionExtractor):
         ckpt = DetectionCheckpointer(model)
         incompatible = ckpt._load_model({"model": sd, "matching_heuristics": matching_heuristics})
         missing = [k for k in getattr(incompatible, "missing_keys", []) if k not in ("pixel_mean", "pixel_std")]
+        unexpected = [k for k in getattr(incompatible, "unexpected_keys", [])
+                      if k not in ("pixel_mean", "pixel_std")]
         skipped = getattr(incompatible, "incorrect_shapes", [])
-        if missing or skipped:
+        if missing or unexpected or skipped:  # strict, as the torchvision backend
             raise WeightsError(
                 f"weights file {path} does not fit the detectron2 model: {len(missing)} missing keys "
-                f"(e.g. {missing[:3]}), {len(skipped)} shape mismatches (e.g. {list(skipped)[:2]}); check "
-                "config_file and that class_names has the weights' class count"
+                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), "
+                f"{len(skipped)} shape mismatches (e.g. {list(skipped)[:2]}); check config_file and that "
+                "class_names has the weights' class count"
             )
 
     @property
@@ -256,29 +267,23 @@ class Detectron2Extractor(RegionExtractor):
                 min_regions=o.min_regions, max_regions=o.max_regions, conf_threshold=o.conf_threshold,
                 score_floor=o.score_floor, classes_per_proposal=self.classes_per_proposal,
             )
-            boxes, cls_idx, scores = sel["box"], sel["label"], sel["score"]
-            fallback = boxes.shape[0] == 0
-            if fallback:
-                boxes = torch.tensor([[0.0, 0.0, float(w), float(h)]], device=props.device)
-                cls_idx = torch.full((1,), C, dtype=torch.long, device=props.device)  # background
-                scores = torch.zeros(1, device=props.device)
-            pooled = self._pool(feats, boxes)  # pooled again on the final boxes
+            # fallback label: C, detectron2's background index (also the attribute head's input)
+            fb = final_boxes(sel["box"], sel["label"], sel["score"], resized_size=(h, w),
+                             image_size=li.size, background_label=C)
+            cls_idx = fb.labels
+            pooled = self._pool(feats, fb.boxes)  # pooled again on the final boxes
             attr_labels = attr_scores = None
             if hasattr(rh, "predict_attributes"):
                 attr_prob = torch.softmax(rh.predict_attributes(pooled, cls_idx), -1)[:, 1:]
                 attr_scores, attr_labels = attr_prob.max(-1)
                 attr_labels = (attr_labels + 1).cpu()
                 attr_scores = attr_scores.float().cpu()
-            sx, sy = li.width / w, li.height / h
-            boxes_orig = boxes.float().cpu() * torch.tensor([sx, sy, sx, sy])
-            boxes_orig[:, 0::2] = boxes_orig[:, 0::2].clamp(0, li.width)
-            boxes_orig[:, 1::2] = boxes_orig[:, 1::2].clamp(0, li.height)
             labels = torch.where(cls_idx >= C, torch.zeros_like(cls_idx), cls_idx + 1)
             results.append(Regions(
-                boxes=boxes_orig, features=pooled.float().cpu(), image_size=li.size,
-                labels=labels.cpu(), scores=scores.float().cpu(),
+                boxes=fb.image_boxes, features=pooled.float().cpu(), image_size=li.size,
+                labels=labels.cpu(), scores=fb.scores.float().cpu(),
                 attr_labels=attr_labels, attr_scores=attr_scores,
-                flags={"fallback_whole_image": bool(fallback), "num_confident": int(sel["num_confident"]),
+                flags={"fallback_whole_image": fb.fallback, "num_confident": int(sel["num_confident"]),
                        "num_padded": int(sel["num_padded"])},
             ))
         return results

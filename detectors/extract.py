@@ -16,9 +16,15 @@ resumable). Image ids are the paths relative to the folder without extension (``
 
 Sharding (several processes or GPUs): with ``world_size > 1`` rank ``r`` takes images
 ``i % world_size == r`` of the sorted list and writes the shard store ``<out>.rank{r}``; when it is
-done it writes ``<out>.rank{r}.done``. Rank 0 then merges all shards (and, when resuming, the
-existing ``<out>``) into ``<out>`` with :func:`detectors.store.merge_stores`, in the sorted image
-order, so the result equals a single-process run. Under ``torchrun`` (``WORLD_SIZE``/``RANK`` set)
+done it writes ``<out>.rank{r}.done`` (recording a digest of the image ids it was given). Rank 0
+then merges all shards (and, when resuming, the existing ``<out>``) into ``<out>`` with
+:func:`detectors.store.merge_stores`, in the sorted image order, so the result equals a
+single-process run. An image stored both in ``<out>`` and in a shard (shards kept with
+``keep_shards``, or a run stopped between the merge and the deletion of the shards) is taken from
+the shard; the extractor configs of all of them are checked to agree. The ``.done`` markers are
+deleted as soon as a merge has used them, each rank deletes its own at its start, and rank 0 also
+deletes, at its start, every marker written for another list of images, so it never merges a
+shard of an earlier run as if it were finished. Under ``torchrun`` (``WORLD_SIZE``/``RANK`` set)
 the ranks meet at a ``torch.distributed`` barrier before the merge; with explicit ``rank`` /
 ``world_size`` and no process group, rank 0 merges once every rank's ``.done`` file exists
 (waiting up to ``merge_wait`` seconds), and :func:`merge_shards` (``graphmatch extract
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -250,38 +257,85 @@ def _failures_path(store: PathLike) -> Path:
     return Path(f"{store}.failures.tsv")
 
 
+def _ids_digest(ids: Sequence[str]) -> str:
+    """SHA-256 of a list of image ids (what a ``.done`` marker was written for)."""
+    h = hashlib.sha256()
+    for image_id in ids:
+        h.update(image_id.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def _marker_is_current(marker: Path, expected: Optional[str]) -> bool:
+    """The marker exists and (when ``expected`` is given) was written for those image ids."""
+    if not marker.is_file():
+        return False
+    if expected is None:
+        return True
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("images_sha256") == expected
+
+
+def _unfinished(out: Path, world_size: int, order: Optional[Sequence[str]]) -> List[int]:
+    """Ranks without a current ``.done`` marker (``order``: the full sorted list of image ids)."""
+    return [r for r in range(world_size) if not _marker_is_current(
+        _done_marker(out, r), None if order is None else _ids_digest(list(order)[r::world_size]))]
+
+
 def resolve_rank(rank: Optional[int] = None, world_size: Optional[int] = None,
                  ) -> Tuple[int, int, bool]:
-    """``(rank, world_size, launched)``: explicit values win; else ``RANK`` / ``WORLD_SIZE`` of
-    the environment (``torchrun``, then ``launched`` is True); else ``(0, 1, False)``."""
-    if rank is None and world_size is None and "WORLD_SIZE" in os.environ and "RANK" in os.environ:
-        r, w, launched = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), True
-    else:
-        r, w, launched = int(rank or 0), int(world_size or 1), False
+    """``(rank, world_size, launched)``.
+
+    Each value is taken independently: the explicit one, else ``RANK`` / ``WORLD_SIZE`` of the
+    environment (set by ``torchrun``), else 0 / 1. ``launched`` is True when both environment
+    variables are set and the values in use are theirs (a ``torch.distributed`` process group
+    can be formed). A ``world_size`` given explicitly that differs from ``WORLD_SIZE`` while the
+    rank comes from ``RANK`` is an error (pass ``rank`` too).
+    """
+    env_r = os.environ.get("RANK", "").strip()
+    env_w = os.environ.get("WORLD_SIZE", "").strip()
+    try:
+        r = int(rank) if rank is not None else int(env_r) if env_r else 0
+        w = int(world_size) if world_size is not None else int(env_w) if env_w else 1
+        env = (int(env_r), int(env_w)) if env_r and env_w else None
+    except ValueError:
+        raise ValueError(f"RANK / WORLD_SIZE of the environment are not integers: "
+                         f"RANK={env_r!r}, WORLD_SIZE={env_w!r}") from None
+    if rank is None and env_r and env is not None and w != env[1]:
+        raise ValueError(f"world size {w} differs from WORLD_SIZE={env[1]} of the environment, "
+                         f"from which the rank ({r}) was taken; pass the rank explicitly too")
     if w < 1 or not 0 <= r < w:
         raise ValueError(f"need 0 <= rank < world_size, got rank {r}, world_size {w}")
-    return r, w, launched
+    return r, w, env == (r, w)
 
 
 def merge_shards(out: PathLike, world_size: int, *, order: Optional[Sequence[str]] = None,
                  keep_shards: bool = False) -> int:
     """Merge the shard stores ``<out>.rank{r}`` (and an existing ``<out>``) into ``<out>``.
 
-    Every rank must have finished (``<out>.rank{r}.done`` exists). The shards' failure lists are
-    combined into ``<out>.failures.tsv``. Unless ``keep_shards``, shard stores, their failure
-    lists and the ``.done`` files are deleted afterwards. Returns the number of stored images.
+    Every rank must have finished (``<out>.rank{r}.done`` exists; with ``order``, the full sorted
+    list of image ids, it must also have been written for the images ``order[r::world_size]``).
+    An image in both ``<out>`` and a shard is taken from the shard (later inputs win). The
+    shards' failure lists are combined into ``<out>.failures.tsv``. The ``.done`` files are
+    deleted afterwards, and unless ``keep_shards`` also the shard stores and their failure lists.
+    Returns the number of stored images.
     """
     out = Path(out)
-    missing = [r for r in range(world_size) if not _done_marker(out, r).is_file()]
+    missing = _unfinished(out, world_size, order)
     if missing:
         raise StoreError(f"cannot merge into {out}: rank(s) {missing} of {world_size} have not "
-                         f"finished (no {_done_marker(out, missing[0]).name})")
+                         f"finished (no {_done_marker(out, missing[0]).name}"
+                         + (", or one written for another list of images)" if order is not None
+                            else ")"))
     shards = [shard_path(out, r) for r in range(world_size)]
     absent = [str(s) for s in shards if not store_exists(s)]
     if absent:
         raise StoreError(f"cannot merge into {out}: shard store(s) missing: {', '.join(absent)}")
     inputs = ([out] if store_exists(out) else []) + shards
-    n = merge_stores(inputs, out, order=order)
+    # ids both in out and in a shard: kept shards, or a stop between merge and shard deletion
+    n = merge_stores(inputs, out, order=order, on_duplicate="last")
     lines: List[str] = []
     for s in shards:
         fp = _failures_path(s)
@@ -292,8 +346,10 @@ def merge_shards(out: PathLike, world_size: int, *, order: Optional[Sequence[str
         atomic_write_text(final_failures, "".join(x + "\n" for x in lines))
     else:
         final_failures.unlink(missing_ok=True)
+    for r in range(world_size):  # used: a later run must not take them for its own
+        _done_marker(out, r).unlink(missing_ok=True)
     if not keep_shards:
-        for r, s in enumerate(shards):
+        for s in shards:
             s.unlink(missing_ok=True)
             parts = Path(str(s) + ".parts")
             if parts.is_dir():
@@ -301,7 +357,6 @@ def merge_shards(out: PathLike, world_size: int, *, order: Optional[Sequence[str
                     p.unlink(missing_ok=True)
                 parts.rmdir()
             _failures_path(s).unlink(missing_ok=True)
-            _done_marker(out, r).unlink(missing_ok=True)
     return n
 
 
@@ -359,8 +414,14 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
         with RegionStore(out) as final:
             already = set(final.ids())
     mine = entries[rank::world_size] if sharded else entries
+    order = [e.image_id for e in entries]
     if sharded:
         _done_marker(out, rank).unlink(missing_ok=True)
+        if rank == 0:  # markers of a run over other images (ours are all written later)
+            for r in range(1, world_size):
+                m = _done_marker(out, r)
+                if m.is_file() and not _marker_is_current(m, _ids_digest(order[r::world_size])):
+                    m.unlink(missing_ok=True)
     bs = int(batch_size or _batch_size_of(extractor))
     config = extractor.config() if hasattr(extractor, "config") else {}
 
@@ -414,7 +475,8 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
     summary.images_per_s = summary.done / loop_s if summary.done and loop_s > 0 else 0.0
 
     if sharded:
-        atomic_write_json(_done_marker(out, rank), summary.to_dict())
+        atomic_write_json(_done_marker(out, rank),
+                          {**summary.to_dict(), "images_sha256": _ids_digest(order[rank::world_size])})
         if distributed:
             import torch.distributed as dist
 
@@ -422,7 +484,7 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
         if rank == 0 and merge:
             deadline = time.monotonic() + max(0.0, merge_wait)
             while True:
-                missing = [r for r in range(world_size) if not _done_marker(out, r).is_file()]
+                missing = _unfinished(out, world_size, order)
                 if not missing or time.monotonic() >= deadline:
                     break
                 time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
@@ -432,8 +494,7 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
                     f"`graphmatch extract --merge-only --out {out} --world-size {world_size} "
                     f"--images {images_dir}` (or detectors.extract.merge_shards)")
             else:
-                n = merge_shards(out, world_size, order=[e.image_id for e in entries],
-                                 keep_shards=keep_shards)
+                n = merge_shards(out, world_size, order=order, keep_shards=keep_shards)
                 summary.merged = True
                 fp = _failures_path(out)
                 summary.merge_note = (f"merged {world_size} shards into {out} ({n} images)"

@@ -12,6 +12,14 @@ Every reader yields ``(image_id, Regions)`` when iterated and offers ``get(image
   attrs_conf, num_boxes, boxes, features``, as in LXMERT's files) is recognised by its field
   count, and a header line naming the fields is accepted. Several files (``.tsv.0``,
   ``.tsv.1`` ...) can be read as one. Random access builds a byte-offset index on first use.
+
+  Label convention: in those files ``objects_id`` / ``attrs_id`` are 0-based indices into the
+  class / attribute list (the reference scripts store ``argmax(cls_prob[:, 1:])``, i.e. the
+  background or "no attribute" column dropped), while ``Regions.labels`` / ``attr_labels`` of
+  this package use 0 = background and ``i + 1`` = line ``i`` of the vocabulary file (see
+  :mod:`detectors.base`). The reader therefore adds 1 to ``objects_id`` and ``attrs_id`` and
+  :func:`write_butd_tsv` subtracts 1 (a background label 0 is written as -1, and -1 reads back
+  as 0).
 * :class:`PrecompReader` — the SCAN ``.npy`` layout via :func:`graphmatch.data.precomp.load_precomp`.
 * :class:`detectors.store.RegionStore` — our HDF5 store.
 
@@ -54,6 +62,8 @@ _OPTIONAL_FIELDS = {  # field -> (Regions attribute, dtype in the file, dtype re
     "attrs_id": ("attr_labels", np.int64, torch.long),
     "attrs_conf": ("attr_scores", np.float32, torch.float32),
 }
+#: id fields stored 0-based over the vocabulary; ``Regions`` ids = file ids + 1 (module docstring)
+_ID_FIELDS = frozenset({"objects_id", "attrs_id"})
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
@@ -198,7 +208,8 @@ class ButdTsvReader:
                 else:
                     raise RegionFormatError(f"{where}: field {key} has {arr.size} values for "
                                             f"num_boxes {n}")
-                opt[attr] = torch.from_numpy(arr.copy()).to(tdtype)
+                t = torch.from_numpy(arr.copy()).to(tdtype)
+                opt[attr] = t + 1 if key in _ID_FIELDS else t
         return image_id, Regions(
             boxes=torch.from_numpy(boxes.reshape(n, 4).copy()),
             features=torch.from_numpy(feats.reshape(n, dim).copy()),
@@ -286,7 +297,9 @@ def write_butd_tsv(path: PathLike, items: Iterable[Tuple[str, Regions]], *,
         path: output file.
         items: the records; features are written as float32.
         with_classes: write the 10-field variant (:data:`BUTD_FIELDS_WITH_CLASSES`) with labels,
-            scores and attribute predictions (zeros where absent) instead of the 6 classic fields.
+            scores and attribute predictions instead of the 6 classic fields. Label ids are
+            written 0-based over the vocabulary (``Regions`` id - 1, see the module docstring);
+            absent labels are written as -1, absent scores as 0.
 
     Returns the number of records written. Image ids must not contain tabs or line breaks.
     """
@@ -308,11 +321,15 @@ def write_butd_tsv(path: PathLike, items: Iterable[Tuple[str, Regions]], *,
                     w.writerow([image_id, width, height, n, enc(r.boxes, np.float32),
                                 enc(r.features.float(), np.float32)])
                 else:
-                    def opt(v: Optional[torch.Tensor], dtype: Any) -> str:
-                        return enc(v if v is not None else np.zeros(n), dtype)
-                    w.writerow([image_id, height, width,
-                                opt(r.labels, np.int64), opt(r.scores, np.float32),
-                                opt(r.attr_labels, np.int64), opt(r.attr_scores, np.float32),
+                    def ids(v: Optional[torch.Tensor]) -> str:
+                        # Regions ids (0 = background, i + 1 = line i) -> 0-based file ids
+                        return enc(v.detach().cpu().long() - 1 if v is not None
+                                   else np.full(n, -1), np.int64)
+
+                    def conf(v: Optional[torch.Tensor]) -> str:
+                        return enc(v if v is not None else np.zeros(n), np.float32)
+                    w.writerow([image_id, height, width, ids(r.labels), conf(r.scores),
+                                ids(r.attr_labels), conf(r.attr_scores),
                                 n, enc(r.boxes, np.float32), enc(r.features.float(), np.float32)])
                 n_written += 1
     return n_written

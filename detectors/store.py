@@ -37,16 +37,19 @@ A reader sees the main file plus every complete segment (a later record of an id
 ``kill -9`` at any moment loses at most the images not yet committed, and ``resume=True`` picks up
 from exactly what was stored.
 
-Writers are exclusive: a lock file ``regions.h5.lock`` (created with ``O_EXCL``, holding the pid,
-host and command line of the writer) makes a second writer fail with :class:`StoreLockedError`
-naming the lock and its holder. A lock left behind by a dead process *on the same host* is
-reclaimed automatically (with a warning); a lock held from another host cannot be checked and is
-reported with the command that removes it.
+Writers are exclusive: a writer holds ``flock(LOCK_EX)`` on the lock file ``regions.h5.lock``
+for its lifetime (the file also records the pid, host and command line of the writer), and a
+second writer fails with :class:`StoreLockedError` naming the lock file and its holder. The kernel
+drops the lock when the holding process exits or is killed, so a lock file left behind by a dead
+writer (even an empty one) never blocks the next writer. The store path is resolved
+(``Path.resolve()``) before ``.lock`` and ``.parts`` are derived from it, so a store reached through
+a symbolic link is the same store with the same lock.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
@@ -62,14 +65,14 @@ import numpy as np
 import torch
 
 from graphmatch.structures import Regions
-from graphmatch.utils.io import atomic_path
+from graphmatch.utils.io import atomic_path, fsync_dir
 
 PathLike = Union[str, os.PathLike]
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "StoreError", "StoreExistsError", "StoreLockedError",
     "RegionStore", "RegionStoreWriter", "StoreLock", "merge_stores", "store_exists",
-    "compatible_configs", "RUN_ONLY_CONFIG_KEYS",
+    "compatible_configs", "RUN_ONLY_CONFIG_KEYS", "RUN_ONLY_CONFIG_PATHS",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,12 @@ FORMAT_VERSION = 1
 #: extractor-config keys (at any nesting level) ignored when checking that two configs agree:
 #: they describe the run or the environment, not the features
 RUN_ONLY_CONFIG_KEYS = frozenset({"batch_size", "device", "num_workers", "progress", "versions"})
+#: extractor-config entries (dotted paths from the top) ignored as well: where files were found.
+#: The files themselves are compared by content (``weights.sha256``, ``class_names.sha256``;
+#: detectron2's config file by ``detectron2_config``), so the same weights reached through
+#: another path, or moved, do not make two configs differ.
+RUN_ONLY_CONFIG_PATHS = frozenset({"options.weights", "options.class_names", "weights.path",
+                                   "class_names.path", "config_file"})
 
 # optional per-region fields: name -> (present bit, dtype, fill value)
 _OPTIONAL: Dict[str, Tuple[int, Any, Any]] = {
@@ -110,7 +119,7 @@ def _now() -> str:
 
 
 def _parts_dir(path: Path) -> Path:
-    return Path(str(path) + ".parts")
+    return Path(str(Path(path).resolve()) + ".parts")
 
 
 def _segments(path: Path) -> List[Path]:
@@ -123,17 +132,8 @@ def _segments(path: Path) -> List[Path]:
 
 def store_exists(path: PathLike) -> bool:
     """True if ``path`` has a main file or at least one committed segment."""
-    path = Path(path)
+    path = Path(path).resolve()
     return path.is_file() or bool(_segments(path))
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
@@ -144,15 +144,17 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _comparable(config: Any) -> Any:
+def _comparable(config: Any, prefix: str = "") -> Any:
     if isinstance(config, Mapping):
-        return {k: _comparable(v) for k, v in config.items() if k not in RUN_ONLY_CONFIG_KEYS}
+        return {k: _comparable(v, f"{prefix}{k}.") for k, v in config.items()
+                if k not in RUN_ONLY_CONFIG_KEYS and f"{prefix}{k}" not in RUN_ONLY_CONFIG_PATHS}
     return config
 
 
 def compatible_configs(a: Mapping[str, Any], b: Mapping[str, Any]) -> List[str]:
     """Keys (dotted paths) whose values differ between two extractor configs; keys in
-    :data:`RUN_ONLY_CONFIG_KEYS` are ignored at every level. An empty list means they agree."""
+    :data:`RUN_ONLY_CONFIG_KEYS` are ignored at every level, and the entries of
+    :data:`RUN_ONLY_CONFIG_PATHS` (file locations). An empty list means they agree."""
     out: List[str] = []
 
     def walk(x: Any, y: Any, prefix: str) -> None:
@@ -168,91 +170,126 @@ def compatible_configs(a: Mapping[str, Any], b: Mapping[str, Any]) -> List[str]:
 
 # ------------------------------------------------------------------------------------ locking
 class StoreLock:
-    """An exclusive lock file ``<store>.lock`` created with ``O_CREAT | O_EXCL``.
+    """An exclusive writer lock on ``<store>.lock``, held with ``flock(LOCK_EX | LOCK_NB)``.
 
-    The file holds JSON ``{"pid", "host", "created", "argv"}`` of the holder. A lock whose holder
-    is on this host and no longer running is reclaimed (a warning is logged); any other existing
-    lock raises :class:`StoreLockedError` naming the lock file and its holder.
+    The lock file is opened (created if absent) and kept open for as long as the lock is held;
+    the kernel drops the ``flock`` when the file is closed or the holding process dies, so a lock
+    of a killed writer never blocks the next one, whatever the file still contains. The file
+    holds JSON ``{"pid", "host", "created", "argv"}`` of the holder, used only to name the
+    holder in the :class:`StoreLockedError` of a second writer; a file that is empty or
+    unreadable (a writer killed before writing it) does not matter. The store path is resolved
+    (``Path.resolve()``) first, so a store reached through a symbolic link has the same lock.
+
+    ``release`` removes the file while still holding the lock, then closes it; a process that
+    opened the old file meanwhile notices (the path no longer names the file it locked) and
+    retries, so at most one writer holds the lock at any time. Processes forked by the holder
+    (e.g. ``DataLoader`` workers) share the lock until they exit too.
     """
 
     def __init__(self, store_path: PathLike) -> None:
-        self.path = Path(str(store_path) + ".lock")
-        self.held = False
+        self.store_path = Path(store_path).resolve()
+        self.path = Path(str(self.store_path) + ".lock")
+        self._fd: Optional[int] = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     @staticmethod
-    def _pid_alive(pid: int) -> bool:
+    def _record(fd: int) -> Optional[Dict[str, Any]]:
+        """The holder record in the lock file, or None if it is empty or unreadable."""
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+            raw = os.pread(fd, 1 << 16, 0).decode("utf-8", errors="replace")
+            info = json.loads(raw) if raw.strip() else None
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
 
-    def _read(self) -> Tuple[Optional[Dict[str, Any]], str]:
+    @staticmethod
+    def _describe(info: Optional[Dict[str, Any]]) -> str:
+        if info is None:
+            return "a writer that has not written its holder record yet"
+        argv = info.get("argv")
+        cmd = " ".join(map(str, argv)) if isinstance(argv, list) else "?"
+        return (f"pid {info.get('pid')} on host {info.get('host')!r} since {info.get('created')} "
+                f"(command: {cmd[:200]})")
+
+    def _try_lock(self) -> Optional[int]:
+        """Open the lock file and take the flock; the fd, or None if the file was replaced
+        meanwhile (retry). Raises :class:`StoreLockedError` if another writer holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None, ""
-        try:
-            info = json.loads(raw)
-            return (info if isinstance(info, dict) else None), raw
-        except ValueError:
-            return None, raw
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreLockedError(
+                    f"region store {self.store_path} is locked by another writer: lock file "
+                    f"{self.path} is held by {self._describe(self._record(fd))}; wait for that "
+                    "writer to finish, or stop it (the lock is released when its process "
+                    "ends)") from None
+            except OSError as e:
+                raise StoreError(f"cannot lock {self.path}: the file system does not support "
+                                 f"flock ({e}); write the store on a local file system") from e
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if not same:  # the holder released (removed) the file after we opened it
+            os.close(fd)
+            return None
+        return fd
 
     def acquire(self) -> "StoreLock":
-        """Take the lock or raise :class:`StoreLockedError`."""
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "created": _now(),
-              "argv": sys.argv}
+        """Take the lock or raise :class:`StoreLockedError` naming the lock file and its holder."""
+        if self._fd is not None:
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):
+        for _ in range(100):
+            fd = self._try_lock()
+            if fd is None:
+                continue
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                info, raw = self._read()
-                if info is None and not raw:
-                    continue  # removed meanwhile: try again
-                holder = (f"pid {info.get('pid')} on host {info.get('host')!r} since "
-                          f"{info.get('created')}" if info else "an unreadable holder record")
-                same_host = bool(info) and info.get("host") == me["host"]
-                pid = info.get("pid") if info else None
-                if same_host and isinstance(pid, int) and not self._pid_alive(pid):
-                    # stale: the holder died. Remove it only if it is still the same record.
-                    if self.path.read_text(encoding="utf-8") == raw:
-                        log.warning("reclaiming stale lock %s (%s is no longer running)",
-                                    self.path, holder)
-                        with contextlib.suppress(FileNotFoundError):
-                            self.path.unlink()
-                    continue
-                if same_host:
-                    hint = ("wait for that writer to finish, or stop it; "
-                            f"if you are sure no writer is running, remove the lock: rm {self.path}")
-                else:
-                    hint = ("it cannot be checked from this host; if no writer is running there, "
-                            f"remove the lock: rm {self.path}")
-                raise StoreLockedError(
-                    f"region store {str(self.path)[:-5]} is locked by another writer: lock file "
-                    f"{self.path} is held by {holder}; {hint}") from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(me, f)
-                f.flush()
-                os.fsync(f.fileno())
-            self.held = True
+                old = self._record(fd)
+                if old is not None:
+                    log.info("taking over lock file %s: its previous holder (%s) is gone",
+                             self.path, self._describe(old))
+                me = {"pid": os.getpid(), "host": socket.gethostname(), "created": _now(),
+                      "argv": sys.argv}
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(me).encode("utf-8"), 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
             return self
         raise StoreLockedError(f"could not take the lock {self.path} (it keeps changing hands)")
 
     def release(self) -> None:
-        """Remove the lock file if this object holds it."""
-        if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            self.held = False
+        """Remove the lock file and drop the lock, if this object holds it."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    self.path.unlink()
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> "StoreLock":
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 # ------------------------------------------------------------------------------ file reading
@@ -661,7 +698,7 @@ class RegionStoreWriter:
                  feature_dtype: Optional[str] = None, resume: bool = False,
                  commit_every: int = 256, commit_seconds: float = 60.0,
                  compression: Optional[str] = None, compact: bool = True) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve()  # a symlinked path is the same store (and lock)
         self.config: Dict[str, Any] = json.loads(json.dumps(dict(config or {})))
         self.commit_every = max(1, int(commit_every))
         self.commit_seconds = float(commit_seconds)
@@ -779,7 +816,7 @@ class RegionStoreWriter:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(parts)
+        fsync_dir(parts)
         self._buffer = []
         self._buffer_since = None
         return final
@@ -800,7 +837,7 @@ class RegionStoreWriter:
         finally:
             for f in files:
                 f.close()
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         for p in segs:
             p.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -864,7 +901,7 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, order: Optional[S
     """
     if on_duplicate not in ("error", "first", "last"):
         raise ValueError(f"on_duplicate must be 'error', 'first' or 'last', got {on_duplicate!r}")
-    out = Path(out)
+    out = Path(out).resolve()
     in_paths = [Path(p) for p in inputs]
     if not in_paths:
         raise ValueError("merge_stores: no inputs")
@@ -903,7 +940,7 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, order: Optional[S
             with atomic_path(out) as tmp:
                 _write_file(tmp, config=configs[0], feature_dtype=dtype, compression=compression,
                             created=created, sources=plan)
-            _fsync_dir(out.parent)
+            fsync_dir(out.parent)
             n = sum(len(ix) for _, ix in plan)
         finally:
             for s in stores:

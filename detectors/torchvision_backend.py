@@ -36,6 +36,7 @@ from torch import nn
 from detectors.base import (
     ExtractorOptions,
     RegionExtractor,
+    final_boxes,
     load_weights_into,
     save_state_dict_file,
     select_detections,
@@ -260,7 +261,6 @@ class TorchvisionExtractor(RegionExtractor):
 
     @torch.inference_mode()
     def _extract_loaded(self, images: Sequence[Any]) -> List[Regions]:
-        from torchvision.models.detection.transform import resize_boxes
         from torchvision.ops import boxes as box_ops
 
         o = self.options
@@ -281,25 +281,16 @@ class TorchvisionExtractor(RegionExtractor):
                 min_regions=o.min_regions, max_regions=o.max_regions, conf_threshold=o.conf_threshold,
                 score_floor=o.score_floor, classes_per_proposal=self.classes_per_proposal,
             )
-            boxes, labels, scores = sel["box"], sel["label"] + 1, sel["score"]
-            fallback = boxes.shape[0] == 0
-            if fallback:
-                boxes = torch.tensor([[0.0, 0.0, float(rs[1]), float(rs[0])]], device=self.device)
-                labels = torch.zeros(1, dtype=torch.long, device=self.device)
-                scores = torch.zeros(1, device=self.device)
-            feats_final = self._pool(f, boxes, rs)  # pooled again on the final boxes
-            boxes_orig = resize_boxes(boxes, list(rs), [li.height, li.width])
-            boxes_orig[:, 0::2] = boxes_orig[:, 0::2].clamp(0, li.width)
-            boxes_orig[:, 1::2] = boxes_orig[:, 1::2].clamp(0, li.height)
-            if fallback:
-                boxes_orig = torch.tensor([[0.0, 0.0, float(li.width), float(li.height)]])
+            fb = final_boxes(sel["box"], sel["label"] + 1, sel["score"], resized_size=rs,
+                             image_size=li.size, background_label=0)
+            feats_final = self._pool(f, fb.boxes, rs)  # pooled again on the final boxes
             results.append(Regions(
-                boxes=boxes_orig.float().cpu(),
+                boxes=fb.image_boxes,
                 features=feats_final.float().cpu(),
                 image_size=li.size,
-                labels=labels.cpu(),
-                scores=scores.float().cpu(),
-                flags={"fallback_whole_image": bool(fallback), "num_confident": int(sel["num_confident"]),
+                labels=fb.labels.cpu(),
+                scores=fb.scores.float().cpu(),
+                flags={"fallback_whole_image": fb.fallback, "num_confident": int(sel["num_confident"]),
                        "num_padded": int(sel["num_padded"])},
             ))
         return results

@@ -278,3 +278,20 @@ def test_select_detections_adaptive_floor_and_empty():
     assert out["box"].shape == (0, 4) and out["proposal"].numel() == 0
     empty = select_detections(torch.zeros(0, 2, 4), torch.zeros(0, 2), nms_threshold=0.5, num_regions=5)
     assert empty["box"].shape == (0, 4)
+
+
+def test_final_boxes_fallback_and_back_scaling():
+    from detectors.base import final_boxes
+
+    # resized 100 x 200 (h x w) from a loaded 400 x 300 (w x h) image: x * 2, y * 3
+    b = torch.tensor([[10.0, 10.0, 50.0, 40.0], [150.0, 90.0, 210.0, 105.0]])
+    fb = final_boxes(b, torch.tensor([3, 7]), torch.tensor([0.9, 0.4]), resized_size=(100, 200),
+                     image_size=(400, 300))
+    assert not fb.fallback and fb.boxes is b and fb.labels.tolist() == [3, 7]
+    assert fb.image_boxes.dtype == torch.float32 and fb.image_boxes.device.type == "cpu"
+    assert fb.image_boxes.tolist() == [[20.0, 30.0, 100.0, 120.0], [300.0, 270.0, 400.0, 300.0]]
+    empty = final_boxes(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0),
+                        resized_size=(100, 200), image_size=(401, 299), background_label=1600)
+    assert empty.fallback and empty.boxes.tolist() == [[0.0, 0.0, 200.0, 100.0]]
+    assert empty.labels.tolist() == [1600] and empty.scores.tolist() == [0.0]
+    assert empty.image_boxes.tolist() == [[0.0, 0.0, 401.0, 299.0]]

@@ -132,3 +132,15 @@ def test_d2_weights_round_trip_and_errors(d2, photo, tmp_path):
         build_extractor("detectron2", **kw)
     with pytest.raises(WeightsError, match=r"missing\.pth"):
         build_extractor("detectron2", weights=str(tmp_path / "missing.pth"), **kw)
+
+
+def test_d2_unexpected_weight_keys_are_refused(d2, tmp_path):
+    from detectors import WeightsError, build_extractor
+    from detectors.base import save_state_dict_file
+
+    sd = dict(d2.model.state_dict())
+    sd["roi_heads.extra_head.weight"] = torch.zeros(3, 3)
+    p = tmp_path / "extra.safetensors"
+    save_state_dict_file(sd, str(p))
+    with pytest.raises(WeightsError, match=r"extra\.safetensors.*1 unexpected keys.*roi_heads\.extra_head\.weight"):
+        build_extractor("detectron2", weights=str(p), **{**D2_KW, "random_weights": False})

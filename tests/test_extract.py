@@ -281,3 +281,117 @@ def test_cli_end_to_end_with_torchvision(tmp_path, capsys):
     assert "skipped 3 already stored" in capsys.readouterr().out
     assert run_extract(parser.parse_args(argv[:4] + ["--backend", "nope", "--out", str(tmp_path / "x.h5")])) == 2
     assert "unknown region extractor 'nope'" in capsys.readouterr().err
+
+
+def test_sharded_resume_after_merge_that_kept_shards(tmp_path):
+    root = make_images(tmp_path / "im", 5)
+    out = tmp_path / "regions.h5"
+    extract_images(root, out, FakeExtractor(), rank=1, world_size=2, progress=False, keep_shards=True)
+    s0 = extract_images(root, out, FakeExtractor(), rank=0, world_size=2, progress=False,
+                        keep_shards=True)
+    assert s0.merged and Path(str(out) + ".rank0").exists() and Path(str(out) + ".rank1").exists()
+    assert not list(tmp_path.glob("*.done"))  # used by the merge: removed even with keep_shards
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(
+        root / "img99.png")
+    # rank 0 first: rank 1 has not run yet, so nothing is merged (no stale marker is trusted)
+    s0 = extract_images(root, out, FakeExtractor(), rank=0, world_size=2, progress=False,
+                        resume=True, keep_shards=True)
+    assert not s0.merged and "not merged" in s0.merge_note
+    s1 = extract_images(root, out, FakeExtractor(), rank=1, world_size=2, progress=False,
+                        resume=True, keep_shards=True)
+    assert s0.done + s1.done == 1
+    # ids of the kept shards are in out as well: merged, not refused
+    order = [e.image_id for e in list_images(root)[0]]
+    assert merge_shards(out, 2, order=order, keep_shards=True) == 7
+    ref = tmp_path / "ref.h5"
+    extract_images(root, ref, FakeExtractor(), progress=False)
+    assert_stores_equal(out, ref)
+    # once more, rank 1 first and rank 0 merging at its end
+    extract_images(root, out, FakeExtractor(), rank=1, world_size=2, progress=False, resume=True)
+    s0 = extract_images(root, out, FakeExtractor(), rank=0, world_size=2, progress=False, resume=True)
+    assert s0.merged
+    assert_stores_equal(out, ref)
+    assert not Path(str(out) + ".rank1").exists()
+
+
+def test_stale_done_marker_of_other_images_is_not_merged(tmp_path):
+    root = make_images(tmp_path / "im", 5)
+    out = tmp_path / "regions.h5"
+    extract_images(root, out, FakeExtractor(), rank=1, world_size=2, progress=False, merge=False)
+    marker = Path(str(out) + ".rank1.done")
+    assert marker.exists()
+    (root / "img04.png").unlink()  # the image list changes: rank 1's shard is of another run
+    s0 = extract_images(root, out, FakeExtractor(), rank=0, world_size=2, progress=False)
+    assert not s0.merged and not marker.exists()
+    extract_images(root, out, FakeExtractor(), rank=1, world_size=2, progress=False, resume=True,
+                   merge=False)
+    order = [e.image_id for e in list_images(root)[0]]
+    merge_shards(out, 2, order=order)
+    with RegionStore(out) as st:  # img04 is still in rank 1's resumed shard; the rest agrees
+        assert [i for i in st.ids() if i != "img04"] == order
+
+
+def test_resolve_rank_takes_missing_values_from_the_environment(monkeypatch):
+    from detectors.extract import resolve_rank
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert resolve_rank() == (0, 1, False)
+    assert resolve_rank(1, 3) == (1, 3, False)
+    assert resolve_rank(None, 3) == (0, 3, False)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert resolve_rank() == (2, 4, True)
+    assert resolve_rank(None, 4) == (2, 4, True)  # torchrun ... --world-size 4
+    assert resolve_rank(2, None) == (2, 4, True)
+    assert resolve_rank(1, 2) == (1, 2, False)  # explicit values win
+    with pytest.raises(ValueError, match="WORLD_SIZE=4"):
+        resolve_rank(None, 3)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert resolve_rank(None, 4) == (2, 4, False)
+    with pytest.raises(ValueError, match="rank 2, world_size 1"):
+        resolve_rank()
+
+
+def _grid_extractor(weights: str, class_names: Optional[str] = None):
+    """A real RegionExtractor (its own ``config()``) around FakeExtractor's regions."""
+    from detectors.base import ExtractorOptions, RegionExtractor
+
+    class GridExtractor(RegionExtractor):
+        backend = "grid"
+
+        def __init__(self, options):
+            super().__init__(options)
+            self._require_weights("")
+
+        @property
+        def feature_dim(self) -> int:
+            return 6
+
+        def _extract_loaded(self, images):
+            return FakeExtractor().extract([li.array for li in images])
+
+    return GridExtractor(ExtractorOptions(weights=weights, class_names=class_names, batch_size=2))
+
+
+def test_resume_with_the_same_weights_under_another_path(tmp_path, monkeypatch):
+    from detectors.base import default_class_names_path
+    from detectors.store import StoreError
+
+    monkeypatch.chdir(tmp_path)
+    Path("w.safetensors").write_bytes(b"weights one")
+    root = make_images(tmp_path / "im", 3)
+    out = tmp_path / "r.h5"
+    extract_images(root, out, _grid_extractor("./w.safetensors"), progress=False)
+    extract_images(root, out, _grid_extractor("w.safetensors"), progress=False, resume=True)
+    (tmp_path / "moved").mkdir()
+    os.replace("w.safetensors", "moved/w.safetensors")
+    vocab = tmp_path / "moved" / "classes.txt"
+    vocab.write_bytes(Path(default_class_names_path()).read_bytes())
+    s = extract_images(root, out, _grid_extractor(str(tmp_path / "moved" / "w.safetensors"),
+                                                  str(vocab)), progress=False, resume=True)
+    assert s.skipped_existing == 4
+    Path("other.safetensors").write_bytes(b"weights two")
+    with pytest.raises(StoreError, match=r"differs in: weights\.sha256"):
+        extract_images(root, out, _grid_extractor("other.safetensors"), progress=False, resume=True)

@@ -131,3 +131,42 @@ def test_hdf5_and_format_detection(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"hello")
     with pytest.raises(RegionFormatError, match="unknown region format"):
         open_regions(tmp_path / "junk.bin")
+
+
+def test_tsv_with_classes_label_ids_are_zero_based_in_the_file(tmp_path):
+    """A row as the bottom-up-attention / LXMERT scripts write it: ``objects_id`` and ``attrs_id``
+    are argmax over the class / attribute columns without background, i.e. 0-based over the
+    vocabulary lines; ``Regions`` ids are ``line + 1``."""
+    from detectors.base import load_class_names
+
+    def enc(a, dtype):
+        return base64.b64encode(np.asarray(a, dtype).tobytes()).decode()
+
+    objects_id, attrs_id = [0, 5, 1599], [0, 2, 399]
+    boxes = np.array([[1, 2, 10, 12], [0, 0, 5, 5], [3, 3, 39, 29]], np.float32)
+    feats = np.arange(3 * 4, dtype=np.float32).reshape(3, 4)
+    header = "\t".join(["img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id",
+                        "attrs_conf", "num_boxes", "boxes", "features"])
+    row = "\t".join(["COCO_val2014_000000000042", "30", "40", enc(objects_id, np.int64),
+                     enc([0.9, 0.5, 0.2], np.float32), enc(attrs_id, np.int64),
+                     enc([0.3, 0.2, 0.1], np.float32), "3", enc(boxes, np.float32),
+                     enc(feats, np.float32)])
+    for name, text in (("h.tsv", header + "\n" + row + "\n"), ("n.tsv", row + "\n")):
+        (tmp_path / name).write_text(text)
+        (k, r), = list(ButdTsvReader(tmp_path / name))
+        assert k == "COCO_val2014_000000000042" and r.image_size == (40, 30)
+        assert r.labels.tolist() == [1, 6, 1600] and r.attr_labels.tolist() == [1, 3, 400]
+        np.testing.assert_array_equal(r.boxes.numpy(), boxes)
+    names = load_class_names()
+    assert [names[i - 1] for i in r.labels.tolist()] == [names[i] for i in objects_id]
+    # writing gives back the file's 0-based ids; background (0) is written as -1
+    write_butd_tsv(tmp_path / "w.tsv", [("42", r)], with_classes=True)
+    fields = (tmp_path / "w.tsv").read_text().rstrip("\n").split("\t")
+    assert np.frombuffer(base64.b64decode(fields[3]), np.int64).tolist() == objects_id
+    assert np.frombuffer(base64.b64decode(fields[5]), np.int64).tolist() == attrs_id
+    bg = Regions(boxes=torch.zeros(1, 4), features=torch.zeros(1, 4), image_size=(4, 4),
+                 labels=torch.zeros(1, dtype=torch.long), scores=torch.zeros(1))
+    write_butd_tsv(tmp_path / "bg.tsv", [("bg", bg)], with_classes=True)
+    fields = (tmp_path / "bg.tsv").read_text().rstrip("\n").split("\t")
+    assert np.frombuffer(base64.b64decode(fields[3]), np.int64).tolist() == [-1]
+    assert ButdTsvReader(tmp_path / "bg.tsv").get("bg").labels.tolist() == [0]

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from detectors.store import (
-    RegionStore, RegionStoreWriter, StoreError, StoreExistsError, StoreLockedError,
+    RegionStore, RegionStoreWriter, StoreError, StoreExistsError, StoreLock, StoreLockedError,
     compatible_configs, merge_stores,
 )
 from graphmatch.structures import Regions
@@ -144,19 +147,115 @@ def test_second_writer_gets_clear_error(tmp_path):
         pass
 
 
-def test_stale_lock_is_reclaimed_foreign_host_is_reported(tmp_path):
+def test_two_lock_objects_in_one_process(tmp_path):
+    a, b = StoreLock(tmp_path / "r.h5"), StoreLock(tmp_path / "r.h5")
+    a.acquire()
+    try:
+        with pytest.raises(StoreLockedError, match=r"r\.h5\.lock is held by pid \d+"):
+            b.acquire()
+        assert a.held and not b.held
+    finally:
+        a.release()
+    with b:
+        assert b.held
+    assert not (tmp_path / "r.h5.lock").exists()
+
+
+_HOLD_LOCK = """
+import sys, time
+from detectors.store import RegionStoreWriter
+w = RegionStoreWriter(sys.argv[1], config={"backend": "fake"})
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_killed_writer_lock_is_taken_over(tmp_path):
+    path = tmp_path / "r.h5"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
+        with pytest.raises(StoreLockedError, match=f"pid {proc.pid} on host"):
+            RegionStoreWriter(path, config={"backend": "fake"})
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    lock = tmp_path / "r.h5.lock"
+    assert json.loads(lock.read_text())["pid"] == proc.pid  # left behind, but no longer locked
+    with RegionStoreWriter(path, config={"backend": "fake"}, resume=True) as w:
+        w.add("a", make_regions(0))
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+
+
+def test_lock_file_without_a_live_holder_does_not_block(tmp_path):
+    path = tmp_path / "r.h5"
+    lock = tmp_path / "r.h5.lock"
+    lock.write_bytes(b"")  # a writer killed between creating the file and writing its record
+    with RegionStoreWriter(path, config=CONFIG) as w:
+        w.add("a", make_regions(0))
+    for record in ({"pid": 1, "host": "some-other-host", "created": "x"}, "not json"):
+        lock.write_text(record if isinstance(record, str) else json.dumps(record))
+        with RegionStoreWriter(path, config=CONFIG, resume=True):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_symlinked_store_path_shares_the_lock(tmp_path):
+    real, link = tmp_path / "real.h5", tmp_path / "link.h5"
+    link.symlink_to(real)  # dangling until the store is written
+    with RegionStoreWriter(link, config=CONFIG, commit_every=1, compact=False) as w:
+        w.add("a", make_regions(0))
+        with pytest.raises(StoreLockedError, match=r"real\.h5\.lock"):
+            RegionStoreWriter(real, config=CONFIG, resume=True)
+        assert (tmp_path / "real.h5.parts").is_dir() and not (tmp_path / "link.h5.parts").exists()
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dirlink").symlink_to(tmp_path / "dir", target_is_directory=True)
+    with RegionStoreWriter(tmp_path / "dir" / "s.h5", config=CONFIG):
+        with pytest.raises(StoreLockedError):
+            RegionStoreWriter(tmp_path / "dirlink" / "s.h5", config=CONFIG, resume=True)
+    with RegionStoreWriter(real, config=CONFIG, resume=True) as w:
+        w.add("b", make_regions(1))
+    assert link.is_symlink() and real.is_file() and not (tmp_path / "real.h5.lock").exists()
+    with RegionStore(link) as s:
+        assert s.ids() == ["a", "b"]
+
+
+def test_lock_is_never_held_twice_under_contention(tmp_path):
     path = tmp_path / "r.h5"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    lock = tmp_path / "r.h5.lock"
-    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
-                                "created": "2020-01-01T00:00:00+00:00"}))
-    with RegionStoreWriter(path, config=CONFIG) as w:  # dead holder on this host: reclaimed
-        w.add("a", make_regions(0))
-        assert json.loads(lock.read_text())["pid"] == os.getpid()
-    lock.write_text(json.dumps({"pid": 1, "host": "some-other-host", "created": "x"}))
-    with pytest.raises(StoreLockedError, match=r"some-other-host.*rm .*r\.h5\.lock"):
-        RegionStoreWriter(path, config=CONFIG, resume=True)
+    (tmp_path / "r.h5.lock").write_text(json.dumps({"pid": int(dead.stdout), "created": "x",
+                                                    "host": socket.gethostname()}))
+    holders, overlaps, taken, errors = [0], [0], [0], []
+    guard = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(150):
+            lock = StoreLock(path)
+            try:
+                lock.acquire()
+            except StoreLockedError:
+                continue
+            except Exception as e:  # noqa: BLE001 - any other error fails the test
+                errors.append(e)
+                return
+            with guard:
+                holders[0] += 1
+                taken[0] += 1
+                overlaps[0] += holders[0] > 1
+            time.sleep(0.0005)
+            with guard:
+                holders[0] -= 1
+            lock.release()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and overlaps[0] == 0 and taken[0] > 0
 
 
 def test_merge_stores(tmp_path):
@@ -185,3 +284,37 @@ def test_merge_stores(tmp_path):
         w.add("q", make_regions(9))
     with pytest.raises(StoreError, match="configs differ"):
         merge_stores([a, other], tmp_path / "z.h5")
+
+
+def test_merge_stores_on_duplicate_first_and_last(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    with RegionStoreWriter(a, config=CONFIG) as w:
+        for i in (0, 1):
+            w.add(f"im{i}", make_regions(i))
+    with RegionStoreWriter(b, config=CONFIG) as w:
+        w.add("im2", make_regions(2))
+        w.add("im1", make_regions(101))  # another record of im1
+    assert merge_stores([a, b], tmp_path / "f.h5", on_duplicate="first") == 3
+    assert merge_stores([a, b], tmp_path / "l.h5", on_duplicate="last") == 3
+    with RegionStore(tmp_path / "f.h5") as f, RegionStore(tmp_path / "l.h5") as last:
+        assert f.ids() == ["im0", "im1", "im2"]
+        assert_regions_equal(f.get("im1"), make_regions(1))
+        assert_regions_equal(last.get("im1"), make_regions(101))
+        assert_regions_equal(f.get("im2"), make_regions(2))
+        assert_regions_equal(f.get("im0"), last.get("im0"))
+    with pytest.raises(ValueError, match="on_duplicate"):
+        merge_stores([a, b], tmp_path / "x.h5", on_duplicate="newest")
+
+
+def test_configs_compare_files_by_content_not_path():
+    base = {"backend": "torchvision", "options": {"weights": "./w.safetensors", "class_names": None},
+            "weights": {"path": "/a/w.safetensors", "sha256": "11"},
+            "class_names": {"path": "/a/v.txt", "sha256": "22", "count": 5}}
+    moved = {"backend": "torchvision", "options": {"weights": "w.safetensors", "class_names": "v.txt"},
+             "weights": {"path": "/b/w.safetensors", "sha256": "11"},
+             "class_names": {"path": "/b/v.txt", "sha256": "22", "count": 5}}
+    assert compatible_configs(base, moved) == []
+    other = json.loads(json.dumps(moved))
+    other["weights"]["sha256"] = "33"
+    other["class_names"]["sha256"] = "44"
+    assert compatible_configs(base, other) == ["class_names.sha256", "weights.sha256"]
