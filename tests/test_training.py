@@ -181,7 +181,7 @@ def test_corrupted_and_foreign_checkpoints(trained_run, tmp_path, capsys):
         load_checkpoint(tmp_path / "nothing")
 
 
-def test_cli_train_reports_config_errors(tmp_path, capsys):
+def test_cli_train_reports_config_errors(tiny_synthetic, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train:\n  epoch: 3\n")
     rc = main(["train", str(cfg)])
@@ -190,7 +190,9 @@ def test_cli_train_reports_config_errors(tmp_path, capsys):
     rc = main(["train", str(cfg).replace("c.yaml", "none.yaml")])
     assert rc == 2
     cfg.write_text("{}\n")
-    rc = main(["train", str(cfg), "--set", "model.matcher.name=scn", "--set", f"output_dir={tmp_path / 'o'}"])
+    capsys.readouterr()
+    rc = main(["train", str(cfg), "--set", "model.matcher.name=scn", "--set", f"output_dir={tmp_path / 'o'}",
+               "--set", f"data.root={tiny_synthetic}", "--set", "train.device=cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown matcher 'scn'" in err and "Did you mean 'scan'" in err
 
