@@ -287,19 +287,15 @@ def load_config(
                 raise ConfigError(f"--set {ov}: '{'.'.join(keys[: i + 1])}' is not a section")
             node = node[k]
         node[keys[-1]] = value
-        try:
-            config_from_dict(merged, f"--set {ov}")  # an error names this override
-        except ConfigError:
-            # a text field given a value YAML reads as a number (output_dir=1.5): keep the text
-            literal = ov.partition("=")[2]
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise
-            node[keys[-1]] = literal
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # a text field given a value YAML reads as a number (output_dir=1.5) keeps the text
+            node[keys[-1]] = ov.partition("=")[2]
             try:
                 config_from_dict(merged, f"--set {ov}")
+                continue
             except ConfigError:
                 node[keys[-1]] = value
-                config_from_dict(merged, f"--set {ov}")
+        config_from_dict(merged, f"--set {ov}")  # an error names this override
     return config_from_dict(merged, "--set")
 
 
