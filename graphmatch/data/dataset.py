@@ -127,16 +127,19 @@ class MatchingData:
             img_of_caption=local.reshape(-1),
         )
 
-    def image_batches(self, batch_size: int, indices: Optional[Sequence[int]] = None) -> Iterator[Batch]:
-        idx = range(self.n_images) if indices is None else indices
-        idx = list(idx)
+    @staticmethod
+    def _batches(graph: Any, n: int, batch_size: int, indices: Optional[Sequence[int]]) -> Iterator[Batch]:
+        idx = list(range(n) if indices is None else indices)
         for s in range(0, len(idx), batch_size):
-            yield collate_graphs([self.image_graph(i) for i in idx[s : s + batch_size]])
+            yield collate_graphs([graph(i) for i in idx[s : s + batch_size]])
+
+    def image_batches(self, batch_size: int, indices: Optional[Sequence[int]] = None) -> Iterator[Batch]:
+        """Batches of image graphs (all images, or ``indices`` in that order)."""
+        return self._batches(self.image_graph, self.n_images, batch_size, indices)
 
     def caption_batches(self, batch_size: int, indices: Optional[Sequence[int]] = None) -> Iterator[Batch]:
-        idx = list(range(self.n_captions) if indices is None else indices)
-        for s in range(0, len(idx), batch_size):
-            yield collate_graphs([self.caption_graph(c) for c in idx[s : s + batch_size]])
+        """Batches of caption graphs (all captions, or ``indices`` in that order)."""
+        return self._batches(self.caption_graph, self.n_captions, batch_size, indices)
 
 
 class PairCollator:

@@ -152,8 +152,7 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     trainer: Trainer  # defined below; the closures read it at call time
 
     def save(path: Path, with_trainer_state: bool) -> None:
-        state = {"epoch": trainer.epoch + (1 if trainer.epoch_complete else 0), "global_step": trainer.global_step,
-                 **{k: v for k, v in trainer.storage.items()}}
+        state = {"epoch": trainer.position[0], "global_step": trainer.global_step, **trainer.storage}
         save_checkpoint(path, model, cfg, vocab, model_meta=model_meta, state=state,
                         trainer_state=trainer.state_dict() if with_trainer_state else None)
 

@@ -167,15 +167,21 @@ class Trainer:
         return self.storage
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> Dict[str, Any]:
-        """Loop position, running statistics, optimizer and RNG state (tensors and plain data only).
+    @property
+    def position(self) -> "tuple[int, int]":
+        """``(epoch, step_in_epoch)`` where a resumed run continues: after the last batch of an
+        epoch, the start of the next one."""
+        if self.epoch_complete:
+            return self.epoch + 1, 0
+        return self.epoch, self.step_in_epoch
 
-        Saved after the last batch of an epoch, the position is the start of the next epoch.
-        """
-        done = self.epoch_complete
+    def state_dict(self) -> Dict[str, Any]:
+        """Loop position, running statistics, optimizer and RNG state (tensors and plain data only)."""
+        done = self.epoch_complete  # the losses of a finished epoch are not carried over
+        epoch, step = self.position
         return {
-            "epoch": self.epoch + 1 if done else self.epoch,
-            "step_in_epoch": 0 if done else self.step_in_epoch,
+            "epoch": epoch,
+            "step_in_epoch": step,
             "global_step": self.global_step,
             "epoch_losses": [] if done else list(self.epoch_losses),
             "optimizer": self.optimizer.state_dict(),
