@@ -397,7 +397,7 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
         StoreLockedError: another writer holds the store.
         ExtractionError: the extractor failed (finished images stay stored).
     """
-    from tqdm import tqdm
+    from graphmatch.utils.progress import progress as progress_bar
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -441,8 +441,8 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
                 data, batch_size=bs, shuffle=False, num_workers=int(num_workers),
                 collate_fn=_as_list, prefetch_factor=4 if num_workers else None)
             desc = f"extract[{rank}/{world_size}]" if sharded else "extract"
-            with tqdm(total=len(todo), unit="img", desc=desc, disable=not progress,
-                      dynamic_ncols=True, file=sys.stderr) as bar:
+            with progress_bar(total=len(todo), unit="img", desc=desc, disable=not progress,
+                              dynamic_ncols=True, file=sys.stderr) as bar:
                 for batch in dl:
                     ok = [(i, li) for i, li, _ in batch if li is not None]
                     for i, _, reason in batch:

@@ -34,7 +34,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(f"best epoch {summary['best_epoch']}  val rsum {summary['best_rsum']:.2f}")
     print(f"checkpoints: {summary['best_checkpoint']} (best), {summary['last_checkpoint']} (last)")
+    _print_run_files(summary["output_dir"])
     return 0
+
+
+def _print_run_files(output_dir: str) -> None:
+    """Say where the training log and the curves of a run folder are."""
+    run = Path(output_dir)
+    curves = run / "curves.png"
+    print(f"training log: {run / 'log.jsonl'}; curves: "
+          + (str(curves) if curves.is_file() else "not drawn (matplotlib is not installed)"))
 
 
 def _open_regions(path: Optional[str]) -> Any:
@@ -52,8 +61,13 @@ def run_eval(checkpoint: str, data: Optional[str], split: str, *, fold5: bool = 
     """Evaluate a checkpoint on a split; write the JSON report; return it.
 
     ``data`` / ``regions`` default to the checkpoint config's ``data.root`` / ``data.regions``;
-    ``regions=""`` reads the split's ``{split}_ims.npy``.
+    ``regions=""`` reads the split's ``{split}_ims.npy``. ``max_images`` must be >= 1; with
+    ``fold5`` the number of images must be a multiple of 5 (checked before any encoding), the
+    report's protocol names the real fold size ("5-fold 1K" only for 1,000-image folds) and other
+    fold sizes print a warning to stderr.
     """
+    if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
+        raise ValueError(f"--max-images must be >= 1, got {max_images!r}")
     from graphmatch.engine.checkpoint import load_checkpoint, resolve_checkpoint_dir
     from graphmatch.engine.evaluator import evaluate, read_hard_negatives
     from graphmatch.engine.train import load_split, resolve_device
@@ -71,6 +85,17 @@ def run_eval(checkpoint: str, data: Optional[str], split: str, *, fold5: bool = 
         raise ValueError(f"split {split!r} of {root} has {md.feature_dim}-d region features; "
                          f"the checkpoint expects {img_dim}")
     images = None if max_images is None else list(range(min(max_images, md.n_images)))
+    protocol, fold_warning = "all", None
+    if fold5:
+        from graphmatch.metrics import fold_protocol
+
+        try:
+            protocol, fold_warning = fold_protocol(md.n_images if images is None else len(images), 5)
+        except ValueError as e:
+            raise ValueError(f"--fold5 on split {split!r} of {root}"
+                             + (f" (--max-images {max_images})" if max_images is not None else "") + f": {e}") from None
+        if fold_warning:
+            print(f"graphmatch eval: warning: --fold5: {fold_warning}", file=sys.stderr)
     t0 = time.time()
     metrics = evaluate(model, md, fold5=fold5, batch_size=cfg.eval.batch_size, img_chunk=cfg.eval.img_chunk,
                        cap_chunk=cfg.eval.cap_chunk, device=dev, image_indices=images,
@@ -79,13 +104,15 @@ def run_eval(checkpoint: str, data: Optional[str], split: str, *, fold5: bool = 
         "checkpoint": str(resolve_checkpoint_dir(checkpoint)),
         "data": str(root),
         "split": split,
-        "protocol": "5-fold 1K" if fold5 else "all",
+        "protocol": protocol,
         "n_images": md.n_images if images is None else len(images),
         "n_captions": md.n_captions if images is None else int(sum(len(md.split.captions_of_image[i]) for i in images)),
         "epoch": state.get("epoch"),
         "seconds": round(time.time() - t0, 2),
         "metrics": metrics,
     }
+    if fold_warning:
+        report["warning"] = fold_warning
     out_path = Path(out) if out else resolve_checkpoint_dir(checkpoint) / f"eval_{split}{'_fold5' if fold5 else ''}.json"
     atomic_write_json(out_path, report)
     report["report_path"] = str(out_path)
@@ -135,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       progress=not args.quiet)
     _print_report(report)
     print(f"checkpoint: {summary['best_checkpoint']}")
-    print(f"training log: {Path(cfg.output_dir) / 'log.jsonl'}; curves: {Path(cfg.output_dir) / 'curves.png'}")
+    _print_run_files(cfg.output_dir)
     return 0
 
 
@@ -181,9 +208,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
     cache = _parse_cache(args, parser)
 
     def warn(msg: str) -> None:
-        from tqdm.auto import tqdm
+        from graphmatch.utils.progress import write
 
-        tqdm.write(f"graphmatch parse: warning: {msg}", file=sys.stderr)
+        write(f"graphmatch parse: warning: {msg}", file=sys.stderr)
 
     try:
         s = parse_file(args.captions, args.out, parser=parser, batch_size=args.batch_size, cache=cache,
@@ -273,10 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--regions", help="region file (HDF5 store, BUTD TSV) keyed by <split>_ids.txt, instead of "
                    "<split>_ims.npy (default: the checkpoint config's data.regions; '' for <split>_ims.npy)")
     e.add_argument("--split", default="test")
-    e.add_argument("--fold5", action="store_true", help="MS-COCO 5-fold 1K protocol (default: all images, e.g. 5K)")
+    e.add_argument("--fold5", action="store_true", help="MS-COCO 5-fold 1K protocol: metrics averaged over 5 "
+                   "contiguous folds of n_images / 5 images (1K on the 5,000 COCO test images; n_images must "
+                   "be a multiple of 5; default: all images at once, e.g. 5K)")
     e.add_argument("--out", help="JSON report path (default: <checkpoint>/eval_<split>.json)")
     e.add_argument("--device", default="auto")
-    e.add_argument("--max-images", type=int, help="evaluate on the first N images only")
+    e.add_argument("--max-images", type=_positive_int, help="evaluate on the first N images only (N >= 1)")
     e.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
@@ -340,9 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from graphmatch.config import ConfigError
-    from graphmatch.engine.checkpoint import CheckpointError
-
+    # Nothing here imports torch before the arguments are read (``--help`` and argument errors are
+    # immediate). The library's error classes derive from the builtins caught below
+    # (ConfigError is a ValueError, CheckpointError a RuntimeError), so none is imported to catch it.
     # torch-geometric triggers this on import with recent torch; it is not actionable for users
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     parser = build_parser()
@@ -355,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, OSError, ValueError, RuntimeError, ArithmeticError) as e:
+    except (OSError, ValueError, RuntimeError, ArithmeticError) as e:
         if args.verbose:
             raise
         print(f"graphmatch {args.command}: error: {e}", file=sys.stderr)

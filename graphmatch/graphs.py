@@ -26,7 +26,9 @@ Text graphs come in three kinds (:func:`build_text_graph`):
   back to word nodes (``node_type`` 3), so every caption gives a valid graph.
 
 :func:`to_dense` turns a batched node field into ``(x[B, N_max, ...], mask[B, N_max])``, the
-padded form the matchers consume.
+padded form the matchers consume. Scene text graphs have no ``x``: ask for ``"words"`` (token ids,
+batched with ``follow_batch=["words"]``) or a node field (``"node_type"``, ``"span"``); asking for a
+field a batch does not have raises :class:`GraphFieldError` naming the fields it has.
 """
 from __future__ import annotations
 
@@ -51,6 +53,13 @@ DEP_LABELS = (
     "poss", "preconj", "predet", "prep", "prt", "punct", "quantmod", "relcl", "xcomp",
 )
 _DEP_INDEX = {d: i for i, d in enumerate(DEP_LABELS)}
+
+
+class GraphFieldError(KeyError, ValueError):
+    """A graph or batch has no such field, or the field does not fit its assignment vector."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class VisualGraph(Data):
@@ -232,7 +241,18 @@ def to_dense(
     ``x`` overrides the field (e.g. encoded node states aligned with ``batch.batch``). A field
     batched with ``follow_batch`` (``"words"`` of scene graphs) uses its ``<key>_batch`` vector; a
     plain ``Data`` is one graph. Graphs with zero nodes give an all-False mask row.
+
+    Scene text graphs (:func:`build_scene_graph_graph`) have no ``x`` before encoding: their
+    token ids are ``to_dense(batch, "words")`` (``[B, max words]``) and their nodes
+    ``to_dense(batch, "node_type")`` / ``to_dense(batch, "span")``.
+
+    Raises:
+        GraphFieldError: the batch has no field ``key`` (the message names the fields to ask for),
+            or the field's rows do not match its assignment vector (e.g. ``"words"`` batched
+            without ``follow_batch=["words"]``).
     """
+    if x is None and key not in batch:
+        raise GraphFieldError(_missing_field_message(batch, key))
     values = batch[key] if x is None else x
     # a field batched with follow_batch (e.g. "words") has its own assignment vector
     batch_vec = getattr(batch, f"{key}_batch", None) if x is None else None
@@ -240,8 +260,22 @@ def to_dense(
         batch_vec = getattr(batch, "batch", None)
     if batch_vec is None:  # a single graph (plain Data)
         batch_vec = torch.zeros(values.size(0), dtype=torch.long, device=values.device)
+    if values.size(0) != batch_vec.size(0):
+        hint = (f"; batch these graphs with collate_graphs(graphs, follow_batch=[{key!r}])"
+                if x is None and f"{key}_batch" not in batch else "")
+        raise GraphFieldError(f"to_dense: {'x' if x is not None else repr(key)} has {values.size(0)} rows but the "
+                              f"assignment vector has {batch_vec.size(0)}{hint}")
     out, mask = to_dense_batch(
         values, batch_vec, fill_value=fill_value, max_num_nodes=max_num_nodes,
         batch_size=getattr(batch, "num_graphs", 1),
     )
     return out, mask
+
+
+def _missing_field_message(batch: Data, key: str) -> str:
+    fields = sorted(k for k in batch.keys() if not k.endswith("_batch") and k not in ("batch", "ptr"))
+    msg = f"to_dense: the graph batch has no field {key!r} (its fields: {', '.join(fields) or 'none'})"
+    if "words" in batch and "node_type" in batch:
+        msg += ("; scene text graphs carry their token ids in 'words' (to_dense(batch, 'words'), batched with "
+                "follow_batch=['words']) and their nodes in 'node_type' / 'span' (to_dense(batch, 'node_type'))")
+    return msg

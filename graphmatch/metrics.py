@@ -34,6 +34,8 @@ __all__ = [
     "METRIC_KEYS",
     "RECALL_KS",
     "captions_of_image",
+    "check_folds",
+    "fold_protocol",
     "format_metrics_table",
     "i2t_ranks",
     "retrieval_metrics",
@@ -293,14 +295,55 @@ def retrieval_metrics(sims: Any, img_of_caption: Any) -> dict[str, Any]:
     return _metrics_from_validated(s, img)
 
 
+#: Images per fold of the MS-COCO 1K protocol (5 folds of the 5,000 test images).
+COCO_FOLD_SIZE = 1000
+
+
+def check_folds(n_images: int, n_folds: int = 5) -> int:
+    """The fold size of ``n_images`` images in ``n_folds`` equal contiguous folds.
+
+    Raises:
+        ValueError: ``n_folds`` is not a positive integer, there are no images, or ``n_images``
+            is not a multiple of ``n_folds`` (the message says how many images to keep).
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
+        raise ValueError(f"n_folds must be a positive integer, got {n_folds!r}")
+    n_images, n_folds = int(n_images), int(n_folds)
+    if n_images < n_folds or n_images % n_folds:
+        keep = n_images - n_images % n_folds
+        hint = f"; e.g. keep the first {keep} images" if keep else ""
+        raise ValueError(
+            f"{n_images} images are not divisible into {n_folds} equal folds: the fold protocol needs a "
+            f"multiple of {n_folds} images (MS-COCO 1K: {n_folds * COCO_FOLD_SIZE}){hint}"
+        )
+    return n_images // n_folds
+
+
+def fold_protocol(n_images: int, n_folds: int = 5) -> tuple[str, str | None]:
+    """``(label, warning)`` of the fold protocol on ``n_images`` images.
+
+    The label names the real fold size: ``"5-fold 1K"`` only for folds of 1,000 images (the MS-COCO
+    1K protocol), else e.g. ``"5-fold 200"``. ``warning`` is ``None`` for 1,000-image folds and
+    otherwise says that the numbers are not comparable with published 1K results (recall is higher
+    on smaller folds). Raises ``ValueError`` as :func:`check_folds`.
+    """
+    size = check_folds(n_images, n_folds)
+    label = f"{int(n_folds)}-fold " + ("1K" if size == COCO_FOLD_SIZE else str(size))
+    if size == COCO_FOLD_SIZE:
+        return label, None
+    return label, (f"{int(n_images)} images give {int(n_folds)} folds of {size} images, not the "
+                   f"{COCO_FOLD_SIZE} of the MS-COCO 1K protocol; these numbers are not comparable "
+                   f"with published 1K results")
+
+
 def retrieval_metrics_folds(sims: Any, img_of_caption: Any, n_folds: int = 5) -> dict[str, Any]:
     """Metrics averaged over image folds (the MS-COCO 1K protocol for ``n_folds=5``).
 
     The images are split into ``n_folds`` contiguous blocks by image index; each block is
     evaluated against the captions of its own images only (captions keep their relative order).
     The result holds the mean of every metric over the folds (medr and meanr included, as SCAN
-    averages them), ``n_images`` / ``n_captions`` of the whole matrix, ``n_folds``, and
-    ``"folds"``: the list of per-fold metric dicts.
+    averages them), ``n_images`` / ``n_captions`` of the whole matrix, ``n_folds``, ``fold_size``
+    (images per fold) and ``"folds"``: the list of per-fold metric dicts.
 
     Raises:
         ValueError: ``n_folds`` is not a positive integer or does not divide ``n_images``, or the
@@ -310,12 +353,7 @@ def retrieval_metrics_folds(sims: Any, img_of_caption: Any, n_folds: int = 5) ->
         raise ValueError(f"n_folds must be a positive integer, got {n_folds!r}")
     s, img = _validate(sims, img_of_caption)
     n_images = s.shape[0]
-    if n_images % n_folds:
-        raise ValueError(
-            f"n_images={n_images} is not divisible by n_folds={n_folds}; the fold protocol needs "
-            f"equal contiguous image blocks"
-        )
-    size = n_images // int(n_folds)
+    size = check_folds(n_images, n_folds)
     folds: list[dict[str, Any]] = []
     for f in range(int(n_folds)):
         lo, hi = f * size, (f + 1) * size
@@ -325,6 +363,7 @@ def retrieval_metrics_folds(sims: Any, img_of_caption: Any, n_folds: int = 5) ->
     out["n_images"] = int(n_images)
     out["n_captions"] = int(s.shape[1])
     out["n_folds"] = int(n_folds)
+    out["fold_size"] = int(size)
     out["folds"] = folds
     return out
 
@@ -360,5 +399,7 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
         info = f"{metrics['n_images']} images, {metrics['n_captions']} captions"
         if "n_folds" in metrics:
             info += f", mean over {metrics['n_folds']} folds"
+            if "fold_size" in metrics:
+                info += f" of {metrics['fold_size']} images"
         header.append(info)
     return "\n".join(header + lines)

@@ -313,11 +313,11 @@ def parse_file(captions: PathLike, out: PathLike, *, parser: Any = None, model: 
         elif n_warn == MAX_WARNINGS_SHOWN + 1:
             warn(f"{captions}: more problem lines follow; only their count is reported")
 
-    from tqdm.auto import tqdm
+    from graphmatch.utils.progress import progress as progress_bar
 
     t0 = time.perf_counter()
-    bar = tqdm(total=n_lines, initial=done, unit=" captions", desc=f"parse {captions.name}", file=sys.stderr,
-               disable=not progress or done >= n_lines, dynamic_ncols=True, mininterval=0.5)
+    bar = progress_bar(total=n_lines, initial=done, unit=" captions", desc=f"parse {captions.name}", file=sys.stderr,
+                       disable=not progress or done >= n_lines, dynamic_ncols=True, mininterval=0.5)
     try:
         with f:
             f.seek(offset)

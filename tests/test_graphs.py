@@ -144,3 +144,23 @@ def test_caption_without_objects_gives_word_nodes():
     assert empty.num_nodes == 0
     b = collate_graphs([g, empty], follow_batch=["words"])
     assert b.num_graphs == 2
+
+
+def test_to_dense_of_a_scene_graph_batch_names_the_fields_to_ask_for():
+    """The README's ``x, mask = to_dense(batch)`` on scene text graphs: no bare KeyError 'x'."""
+    from graphmatch.graphs import NODE_OBJECT, GraphFieldError, build_text_graph
+
+    sg = parsed()
+    g = build_text_graph("scene", sg, list(range(10, 18)))
+    b = collate_graphs([g, build_text_graph("scene", scene(), list(range(20, 28)))], follow_batch=["words"])
+    with pytest.raises(GraphFieldError, match=r"no field 'x'.*to_dense\(batch, 'words'\)") as err:
+        to_dense(b)
+    assert isinstance(err.value, KeyError) and "node_type" in str(err.value) and not str(err.value).startswith("'")
+    words, wmask = to_dense(b, "words")  # the field the message names works
+    assert words.shape == (2, 8) and wmask.all()
+    types, nmask = to_dense(b, "node_type")
+    assert types.shape[0] == 2 and types[0, 0].item() == NODE_OBJECT and nmask[0].sum().item() == g.num_nodes
+    # "words" batched without follow_batch would be padded along the node vector: refused, with the fix
+    plain = collate_graphs([g, g])
+    with pytest.raises(GraphFieldError, match=r"follow_batch=\['words'\]"):
+        to_dense(plain, "words")

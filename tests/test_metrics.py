@@ -251,6 +251,22 @@ def test_folds_errors() -> None:
         retrieval_metrics_folds(sims, img, n_folds=0)
 
 
+def test_fold_protocol_names_the_real_fold_size() -> None:
+    """``--fold5`` on fewer than 5,000 images is not "5-fold 1K"."""
+    assert M.fold_protocol(5000, 5) == ("5-fold 1K", None)
+    label, warning = M.fold_protocol(1000, 5)
+    assert label == "5-fold 200"
+    assert "folds of 200 images" in warning and "not comparable" in warning
+    with pytest.raises(ValueError, match=r"12 images are not divisible into 5 equal folds.*first 10 images"):
+        M.fold_protocol(12, 5)
+    with pytest.raises(ValueError, match="3 images are not divisible into 5"):
+        M.check_folds(3, 5)
+    img = np.repeat(np.arange(10), 2)
+    res = retrieval_metrics_folds(np.random.default_rng(0).random((10, 20)), img, n_folds=5)
+    assert res["fold_size"] == 2
+    assert "mean over 5 folds of 2 images" in format_metrics_table(res)
+
+
 # ------------------------------------------------------------------------------------------
 # Validation
 # ------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_cli_eval_writes_report(trained_run, tiny_synthetic, tmp_path, capsys):
                "--out", str(tmp_path / "f5.json"), "--quiet"])
     assert rc == 0
     f5 = json.loads((tmp_path / "f5.json").read_text())
-    assert f5["protocol"] == "5-fold 1K" and len(f5["metrics"]["folds"]) == 5
+    assert f5["protocol"] == "5-fold 8" and len(f5["metrics"]["folds"]) == 5  # 40 test images
 
 
 def test_corrupted_and_foreign_checkpoints(trained_run, tmp_path, capsys):

@@ -44,6 +44,7 @@ from graphmatch.data.precomp import write_precomp
 from graphmatch.data.vocab import tokenize
 from graphmatch.registry import DATASETS
 from graphmatch.utils.io import atomic_write_json, atomic_write_text, replace_dir
+from graphmatch.utils.progress import progress as progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -849,8 +850,8 @@ def generate_synthetic(out_dir: PathLike, *, n_train: int = 3000, n_dev: int = 3
         world = _make_world(params["seed"], params["feature_dim"])
         counts = {}
         sizes = dict(zip(SPLITS, (params["n_train"], params["n_dev"], params["n_test"])))
-        with tqdm(total=sum(sizes.values()), desc="SYNTHETIC scenes", unit="img",
-                  disable=not progress) as bar:
+        with progress_bar(total=sum(sizes.values()), desc="SYNTHETIC scenes", unit="img",
+                          disable=not progress) as bar:
             for si, split in enumerate(SPLITS):
                 counts[split] = _generate_split(tmp, split, si, sizes[split], params, world, bar)
         meta = {

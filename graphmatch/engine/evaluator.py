@@ -12,20 +12,20 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from graphmatch.data.dataset import MatchingData
 from graphmatch.engine.scoring import chunked_similarity
 from graphmatch.graphs import collate_graphs
-from graphmatch.metrics import retrieval_metrics, retrieval_metrics_folds
+from graphmatch.metrics import check_folds, retrieval_metrics, retrieval_metrics_folds
 from graphmatch.models.base import Matcher
+from graphmatch.utils.progress import progress as progress_bar
 from graphmatch.types import NodeEmb
 
 
 def _pad_cat(parts: Sequence[NodeEmb]) -> NodeEmb:
     """Concatenate padded node embeddings with different ``N`` along the batch axis."""
     if not parts:
-        raise ValueError("nothing to concatenate")
+        raise ValueError("nothing to encode (no image or caption selected)")
     n = max(p.x.size(1) for p in parts)
     xs, ms = [], []
     for p in parts:
@@ -37,7 +37,7 @@ def _pad_cat(parts: Sequence[NodeEmb]) -> NodeEmb:
 
 def _encode(encode: Any, batches: Any, n: int, batch_size: int, device: str, desc: str, progress: bool) -> NodeEmb:
     parts = [encode(b.to(device)).to("cpu")
-             for b in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False)]
+             for b in progress_bar(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False)]
     return _pad_cat(parts)
 
 
@@ -88,7 +88,7 @@ def similarity_matrix(model: Matcher, data: MatchingData, *, batch_size: int = 2
     img = encode_images(model, data, batch_size=batch_size, device=device, indices=img_idx, progress=progress)
     sims = np.empty((len(img_idx), len(cap_idx)), dtype=np.float32)
     starts = range(0, len(cap_idx), cap_block)
-    for s in tqdm(starts, desc="score caption blocks", disable=not progress or len(starts) < 2, leave=False):
+    for s in progress_bar(starts, desc="score caption blocks", disable=not progress or len(starts) < 2, leave=False):
         block = cap_idx[s : s + cap_block]
         cap = encode_captions(model, data, batch_size=batch_size, device=device, indices=block)
         sims[:, s : s + len(block)] = chunked_similarity(
@@ -155,7 +155,18 @@ def evaluate(model: Matcher, data: MatchingData, *, fold5: bool = False, batch_s
     ``fold5``: the MS-COCO 1K protocol (images in 5 contiguous folds, metrics averaged); without it,
     all images at once (COCO 5K, Flickr30K 1K). ``hard_negatives``: also report how often each
     hard negative scores below its true caption.
+
+    Raises ``ValueError`` before any encoding when no image is selected, or, with ``fold5``, when
+    the number of images is not a multiple of 5 (:func:`graphmatch.metrics.check_folds`). The
+    label of a fold protocol with folds other than 1,000 images is
+    :func:`graphmatch.metrics.fold_protocol`'s business.
     """
+    n_images = data.n_images if image_indices is None else len(image_indices)
+    if n_images < 1:
+        raise ValueError("nothing to evaluate: no image is selected"
+                         + (" (image_indices is empty)" if image_indices is not None else " (the split is empty)"))
+    if fold5:
+        check_folds(n_images, 5)
     sims, img_of_caption = similarity_matrix(
         model, data, batch_size=batch_size, img_chunk=img_chunk, cap_chunk=cap_chunk, device=device,
         image_indices=image_indices, progress=progress,

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from tqdm.auto import tqdm
-
 from graphmatch.engine.trainer import HookBase
+from graphmatch.utils.progress import progress, write
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +39,16 @@ class LossEpochHook(HookBase):
 
 
 class ProgressHook(HookBase):
-    """A tqdm bar per epoch with the running loss; a log line every ``log_every`` steps."""
+    """A progress bar per epoch with the running loss (plain lines when not on a terminal, see
+    :mod:`graphmatch.utils.progress`); a log line every ``log_every`` steps."""
 
     def __init__(self, *, log_every: int = 50, enabled: bool = True) -> None:
         self.log_every, self.enabled = log_every, enabled
-        self.bar: Optional[tqdm] = None
+        self.bar: Optional[Any] = None
 
     def before_epoch(self) -> None:
         t = self.trainer
-        self.bar = tqdm(total=t.steps_per_epoch, initial=t.step_in_epoch, desc=f"epoch {t.epoch + 1}/{t.epochs}",
+        self.bar = progress(total=t.steps_per_epoch, initial=t.step_in_epoch, desc=f"epoch {t.epoch + 1}/{t.epochs}",
                         disable=not self.enabled, leave=False, dynamic_ncols=True)
 
     def after_step(self) -> None:
@@ -101,7 +101,7 @@ class ValidationHook(HookBase):
             with open(self.log_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
         if self.echo:
-            tqdm.write(
+            write(
                 f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  val rsum {metrics['rsum']:.1f}  "
                 f"i2t R@1 {metrics['i2t_r1']:.1f}  t2i R@1 {metrics['t2i_r1']:.1f}"
                 + ("  (best)" if improved else "")

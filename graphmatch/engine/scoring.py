@@ -11,7 +11,8 @@ import math
 from typing import Callable, Optional, Union
 
 import torch
-from tqdm import tqdm
+
+from graphmatch.utils.progress import progress as progress_bar
 
 __all__ = ["ScoreFn", "auto_chunks", "chunked_similarity", "trim_padding"]
 
@@ -96,7 +97,7 @@ def chunked_similarity(
         img_chunk: images per block.
         cap_chunk: captions per block.
         device: when given, each block's inputs are moved there before ``score_fn``.
-        progress: show a tqdm progress bar over blocks.
+        progress: show a progress bar over blocks (:func:`graphmatch.utils.progress.progress`).
         desc: label of the progress bar.
 
     Returns:
@@ -128,7 +129,7 @@ def chunked_similarity(
         cx, cm = trim_padding(cap_x[j0:j1], None if cap_mask is None else cap_mask[j0:j1])
         cap_chunks.append((j0, j1, cx, cm))
 
-    bar = tqdm(total=n_blocks, desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(total=n_blocks, desc=desc, disable=not progress, leave=False)
     try:
         with torch.no_grad():
             for i0 in img_starts:

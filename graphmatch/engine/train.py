@@ -53,12 +53,12 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def prepare_data(cfg: ExperimentConfig) -> None:
+def prepare_data(cfg: ExperimentConfig, progress: bool = True) -> None:
     """Generate the SYNTHETIC data into ``cfg.data.root`` when ``cfg.data.synthetic`` is set."""
     if cfg.data.synthetic:
         from graphmatch.data.synthetic import ensure_synthetic
 
-        ensure_synthetic(cfg.data.root, progress=True)
+        ensure_synthetic(cfg.data.root, progress=progress)
 
 
 def load_split(cfg: ExperimentConfig, split: str, vocab: Optional[Vocabulary] = None,
@@ -92,13 +92,15 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
 
     With ``resume``, continue from ``<output_dir>/checkpoints/last`` (its config must describe the
     same model and data). ``regions``: the opened region source when ``cfg.data.regions`` is set.
+    ``progress``: progress bars (plain lines when not on a terminal); the one-line result of each
+    epoch is printed either way.
     Returns a summary: best epoch and metrics, checkpoint paths.
     """
     out = Path(cfg.output_dir)
     last_dir = out / "checkpoints" / "last"
     best_dir = out / "checkpoints" / "best"
     device = resolve_device(cfg.train.device)
-    prepare_data(cfg)
+    prepare_data(cfg, progress=progress)
 
     saved_vocab: Optional[Vocabulary] = None
     if resume:
@@ -160,7 +162,7 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         StepLRHook(cfg.train.lr, cfg.train.lr_decay_epochs, cfg.train.lr_decay),
         LossEpochHook(),
         ProgressHook(log_every=cfg.train.log_every, enabled=progress),
-        ValidationHook(run_validation, lambda: save(best_dir, False), log_file=out / "log.jsonl", echo=progress),
+        ValidationHook(run_validation, lambda: save(best_dir, False), log_file=out / "log.jsonl"),
         CheckpointHook(lambda: save(last_dir, True), every_steps=cfg.train.checkpoint_every),
     ]
     if cfg.train.max_minutes is not None:
