@@ -4,7 +4,9 @@ A config file has four sections (``data``, ``model``, ``train``, ``eval``) plus 
 ``output_dir``. Every key is checked against the dataclass fields below: an unknown key or a value
 of the wrong type is a :class:`ConfigError` that names the key and the file (or the ``--set``
 override) it came from. Command-line overrides use dotted keys, ``--set train.lr=1e-4``; their
-values are parsed as YAML scalars (``1e-4`` → float, ``true`` → bool, ``null`` → None).
+values are parsed as YAML scalars (``1e-4`` → float, ``true`` → bool, ``null`` → None). Numeric keys are also checked against their valid range (:data:`RANGES`, e.g.
+``train.lr > 0``, ``train.margin >= 0``, ``eval.batch_size >= 1``; floats must be finite), with the
+same kind of error, so a bad value fails when the config is read, not after an epoch of training.
 
 The config is turned into keyword arguments once, when a component is built (``from_config``);
 the functions of the maths never see a config object.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +208,98 @@ def _type_error(value: Any, tp: Any, key: str, source: str) -> ConfigError:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# value ranges, checked when a config is loaded (before any data is read or any step is taken)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key: ``lo <= v`` (or ``lo < v`` when ``lo_open``), and the
+    same for ``hi``; ``note`` says what a boundary value means. Floats must also be finite."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    note: str = ""
+
+    def describe(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        return " and ".join(parts) or "finite"
+
+    def accepts(self, v: float) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+            return False
+        return True
+
+
+#: The valid range of every numeric key (a float key not listed here must only be finite).
+#: ``None`` stays allowed where the type is optional.
+RANGES: Dict[str, Range] = {
+    "data.vocab_min_count": Range(lo=1, note="1 keeps every training word"),
+    "data.max_val_images": Range(lo=1, note="null validates on all images"),
+    "model.embed_dim": Range(lo=1),
+    "model.text.word_dim": Range(lo=1),
+    "model.text.num_layers": Range(lo=1),
+    "model.text.dropout": Range(lo=0, hi=1, hi_open=True, note="0: no dropout"),
+    "model.matcher.t2i_lambda_softmax": Range(lo=0, note="0: uniform attention"),
+    "model.matcher.i2t_lambda_softmax": Range(lo=0, note="0: uniform attention"),
+    "model.matcher.t2i_lambda_lse": Range(lo=0, lo_open=True),
+    "model.matcher.i2t_lambda_lse": Range(lo=0, lo_open=True),
+    "train.epochs": Range(lo=0, note="0 trains nothing"),
+    "train.batch_size": Range(lo=2, note="the loss needs a negative in every batch"),
+    "train.lr": Range(lo=0, lo_open=True),
+    "train.lr_decay_epochs": Range(lo=0, note="0: decayed from the first epoch"),
+    "train.lr_decay": Range(lo=0, lo_open=True),
+    "train.grad_clip": Range(lo=0, note="0: no clipping"),
+    "train.margin": Range(lo=0, note="0: a positive must only score above its negatives"),
+    "train.warmup_epochs": Range(lo=0, note="0: no warm-up"),
+    "train.seed": Range(lo=0),
+    "train.num_workers": Range(lo=0, note="0: batches are built in the main process"),
+    "train.log_every": Range(lo=0, note="0: no step log lines"),
+    "train.checkpoint_every": Range(lo=0, note="0: the last checkpoint is saved at the end of each epoch only"),
+    "train.max_steps_per_epoch": Range(lo=1, note="null: whole epochs"),
+    "train.max_minutes": Range(lo=0, note="0 stops after the first epoch; null: no limit"),
+    "eval.img_chunk": Range(lo=1),
+    "eval.cap_chunk": Range(lo=1),
+    "eval.batch_size": Range(lo=1),
+}
+
+#: Keys whose value must be one of a fixed set (the matcher's own options are checked when it is built).
+CHOICES: Dict[str, Tuple[str, ...]] = {
+    "train.loss_reduction": ("sum", "mean"),
+}
+
+
+def _check_value(value: Any, key: str, source: str) -> None:
+    """Raise a :class:`ConfigError` naming ``key`` and ``source`` if ``value`` is out of range."""
+    if value is None:
+        return
+    base = key.split("[", 1)[0]
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_value(v, f"{base}[{i}]", source)
+        return
+    if base in CHOICES and value not in CHOICES[base]:
+        raise ConfigError(f"{source}: '{key}' must be one of {', '.join(CHOICES[base])}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    rng = RANGES.get(base, Range())
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: '{key}' must be a finite number ({rng.describe()}), got {value!r}")
+    if not rng.accepts(value):
+        note = f" ({rng.note})" if rng.note else ""
+        raise ConfigError(f"{source}: '{key}' must be {rng.describe()}{note}, got {value!r}")
+
+
 def _build(cls: Any, raw: Dict[str, Any], prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -218,6 +313,7 @@ def _build(cls: Any, raw: Dict[str, Any], prefix: str, source: str) -> Any:
                 f"{source}: unknown key '{key}'{hint}; known keys here: {', '.join(fields)}"
             )
         kwargs[k] = _coerce(v, hints[k], key, source)
+        _check_value(kwargs[k], key, source)
     return cls(**kwargs)
 
 

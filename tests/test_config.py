@@ -92,3 +92,40 @@ def test_text_fields_keep_numeric_looking_values(tmp_path):
     assert cfg.train.lr == pytest.approx(1e-4)
     with pytest.raises(ConfigError, match="'train.lr' must be float"):
         load_config(None, ["train.lr=fast"])
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.margin=-1", "'train.margin' must be >= 0"),
+    ("train.epochs=-3", "'train.epochs' must be >= 0"),
+    ("train.checkpoint_every=-5", "'train.checkpoint_every' must be >= 0"),
+    ("model.embed_dim=0", "'model.embed_dim' must be >= 1"),
+    ("train.lr=-1e-3", "'train.lr' must be > 0"),
+    ("train.lr=0", "'train.lr' must be > 0"),
+    ("train.lr=.nan", "'train.lr' must be a finite number"),
+    ("train.num_workers=-1", "'train.num_workers' must be >= 0"),
+    ("train.batch_size=1", "'train.batch_size' must be >= 2"),
+    ("eval.batch_size=0", "'eval.batch_size' must be >= 1"),
+    ("data.max_val_images=0", "'data.max_val_images' must be >= 1"),
+    ("model.text.dropout=1.0", "'model.text.dropout' must be >= 0 and < 1"),
+    ("train.lr_decay_epochs=[5, -1]", "'train.lr_decay_epochs[1]' must be >= 0"),
+    ("train.loss_reduction=avg", "'train.loss_reduction' must be one of sum, mean"),
+])
+def test_out_of_range_values_name_key_and_override(override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value).startswith(f"--set {override}: {needle}"), str(e.value)
+
+
+def test_out_of_range_value_in_file_names_the_file(tmp_path):
+    p = write(tmp_path, "train:\n  margin: -1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, ["train.epochs=2"])  # the file is checked before the overrides
+    assert str(e.value).startswith(f"{p}: 'train.margin' must be >= 0"), str(e.value)
+    assert "got -1" in str(e.value)
+
+
+def test_boundary_values_are_allowed():
+    cfg = load_config(None, ["train.margin=0", "train.epochs=0", "train.checkpoint_every=0", "train.grad_clip=0",
+                             "train.num_workers=0", "data.max_val_images=1", "train.max_minutes=null",
+                             "data.max_val_images=null", "model.text.dropout=0.0"])
+    assert cfg.train.margin == 0.0 and cfg.train.epochs == 0 and cfg.data.max_val_images is None
