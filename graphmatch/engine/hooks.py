@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from graphmatch.engine.trainer import HookBase
+from graphmatch.utils.faults import fault_point
 from graphmatch.utils.progress import progress, write
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,13 @@ class ValidationHook(HookBase):
             st["best_rsum"], st["best_epoch"], st["best_metrics"] = metrics["rsum"], t.epoch + 1, rec
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_file, "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec) + "\n")
+            try:
+                with open(self.log_file, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+            except OSError as e:
+                raise OSError(e.errno, f"cannot append epoch {rec['epoch']}'s record to {self.log_file}: "
+                              f"{e.strerror}") from e
+            fault_point("after_validation", epoch=rec["epoch"])
         if self.echo:
             write(
                 f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  val rsum {metrics['rsum']:.1f}  "

@@ -11,6 +11,7 @@ Output folder layout (``cfg.output_dir``)::
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -25,8 +26,8 @@ from graphmatch.data.dataset import RegionSource
 from graphmatch.data.precomp import load_captions, load_precomp
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.engine.checkpoint import (
-    CheckpointError, load_trainer_state, load_weights, read_checkpoint_config, read_state, resolve_checkpoint_dir,
-    save_checkpoint,
+    CheckpointError, load_checkpoint_vocab, load_trainer_state, load_weights, read_checkpoint_config, read_state,
+    remove_stale_temporaries, resolve_checkpoint_dir, save_checkpoint,
 )
 from graphmatch.engine.evaluator import evaluate
 from graphmatch.engine.hooks import (
@@ -86,6 +87,28 @@ def build_vocab(cfg: ExperimentConfig, train_captions: Any) -> Vocabulary:
     return Vocabulary.build(train_captions, min_count=cfg.data.vocab_min_count)
 
 
+def check_splits(cfg: ExperimentConfig, train_data: MatchingData, val_data: MatchingData) -> None:
+    """Check, before the first step, what would otherwise fail only at the first validation: both
+    splits hold images and captions, the training split has a batch of at least two captions, and
+    the validation split's region features have the training split's size. Raises ``ValueError``
+    naming the split, its folder and the config key."""
+    d = cfg.data
+    for key, data in (("data.train_split", train_data), ("data.val_split", val_data)):
+        if data.n_images < 1 or data.n_captions < 1:
+            raise ValueError(f"{key}={data.split.split!r} in {d.root}: {data.n_images} images and "
+                             f"{data.n_captions} captions; a split needs at least one of each")
+    if train_data.n_captions < 2:
+        raise ValueError(f"data.train_split={d.train_split!r} in {d.root} has {train_data.n_captions} caption; "
+                         "training needs at least 2 (the loss needs a negative)")
+    dims = {key: data.feature_dim for key, data in (("train", train_data), ("val", val_data))}
+    if dims["train"] != dims["val"]:
+        where = f"region file {d.regions}" if d.regions else str(d.root)
+        raise ValueError(
+            f"region features of {where}: split {d.val_split!r} (data.val_split) has {dims['val']}-d features but "
+            f"split {d.train_split!r} (data.train_split) has {dims['train']}-d; the model is built for the "
+            "training size, so validation would fail after the first epoch")
+
+
 def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True,
                      regions: Optional[RegionSource] = None) -> Dict[str, Any]:
     """Train ``cfg``'s model on its training split, validating every epoch by rsum.
@@ -118,7 +141,7 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
                     f"--resume: train.{key} is {getattr(cfg.train, key)!r} but the run in {d} used "
                     f"{getattr(old_cfg.train, key)!r}; the saved position would point into another batch order"
                 )
-        saved_vocab = Vocabulary.load(d / "vocab.json")
+        saved_vocab = load_checkpoint_vocab(d)
     elif (last_dir / "config.json").exists():
         raise FileExistsError(
             f"{out} already holds a run (checkpoints/last); pass --resume to continue it, or choose another "
@@ -130,6 +153,7 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     vocab = saved_vocab or build_vocab(cfg, train_split.captions)
     train_data = MatchingData(train_split, vocab, regions)
     val_data = load_split(cfg, cfg.data.val_split, vocab, regions)
+    check_splits(cfg, train_data, val_data)
     img_dim = train_data.feature_dim
     model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab).to(device)
     model_meta = {"matcher": cfg.model.matcher.name, "img_dim": img_dim, "vocab_size": len(vocab),
@@ -181,6 +205,9 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
             if k in saved:
                 trainer.storage[k] = saved[k]
         log.info("resumed from %s at epoch %d step %d", d, trainer.epoch + 1, trainer.step_in_epoch)
+    # what a killed run left past the checkpoint it continues from (or, starting afresh, at all)
+    remove_stale_temporaries(out / "checkpoints")
+    truncate_log(out / "log.jsonl", trainer.epoch)
 
     storage = trainer.train()
     plot_curves(storage.get("history", []), out / "curves.png")
@@ -194,6 +221,32 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         "epochs_done": trainer.epoch,
         "history": storage.get("history", []),
     }
+
+
+def truncate_log(path: Path, epochs_done: int) -> int:
+    """Keep only the records of epochs ``1..epochs_done`` in the JSON-lines log ``path`` (rewritten
+    atomically): a run killed after an epoch's validation record but before its ``last``
+    checkpoint redoes that epoch on resume, so each epoch is logged once. Lines that are not a
+    complete record (a write cut by a kill) are dropped too. Returns the number of lines dropped."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int) and rec["epoch"] <= epochs_done:
+            kept.append(line)
+    dropped = len(lines) - len(kept)
+    if dropped:
+        from graphmatch.utils.io import atomic_write_text
+
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        log.info("%s: dropped %d record(s) past epoch %d (the checkpoint the run continues from)", path, dropped,
+                 epochs_done)
+    return dropped
 
 
 def plot_curves(history: list, path: Path) -> Optional[Path]:

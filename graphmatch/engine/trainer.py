@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from graphmatch.data.dataset import CaptionIndexDataset, MatchingData, PairBatch, PairCollator
+from graphmatch.utils.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Trainer:
                     self.step_in_epoch += 1
                     self.global_step += 1
                     self._call("after_step")
+                    fault_point("after_step", epoch=self.epoch + 1, step=self.global_step)
                 self.epoch_complete = True
                 self._call("after_epoch")
                 self.epoch += 1

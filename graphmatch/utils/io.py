@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 
+from graphmatch.utils.faults import fault_point
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -49,6 +51,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, _default_file_mode())
+        fault_point("before_replace", file=path.name)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
