@@ -86,14 +86,40 @@ def test_round_trip_per_caption_ids(tmp_path) -> None:
     assert s.captions_per_image is None
 
 
-def test_per_caption_ids_first_appearance_order(tmp_path) -> None:
-    # interleaved, unsorted ids: rows follow the order of first appearance (b, a, c)
+def test_per_caption_ids_out_of_row_order_is_an_error(tmp_path) -> None:
+    # interleaved ids: the rows of such a file cannot be known, so it names the first line out of order
     write_precomp(tmp_path, "val", _features(n=3), ["one", "two", "three", "four", "five", "six"])
     (tmp_path / "val_ids.txt").write_text("b\na\nb\nc\na\nc\n", encoding="utf-8")
+    msg = _err(tmp_path, "val")
+    assert "val_ids.txt: line 3" in msg and "'b' reappears" in msg and "contiguous block" in msg
+    # blocks in row order are fine
+    (tmp_path / "val_ids.txt").write_text("b\nb\na\nc\nc\nc\n", encoding="utf-8")
     s = load_precomp(tmp_path, "val")
-    assert s.image_ids == ["b", "a", "c"]
-    assert s.img_of_caption.tolist() == [0, 1, 0, 2, 1, 2]
-    assert [c.tolist() for c in s.captions_of_image] == [[0, 2], [1, 4], [3, 5]]
+    assert s.image_ids == ["b", "a", "c"] and s.img_of_caption.tolist() == [0, 0, 1, 2, 2, 2]
+
+
+def test_shuffled_per_caption_ids_are_caught(tmp_path) -> None:
+    # 120 images x 5 captions, caption and id lines shuffled together: accepted before, with few
+    # captions on their image; now an error naming the file and the first line out of order
+    n, k = 120, 5
+    caps = [f"image {i} caption {j}" for i in range(n) for j in range(k)]
+    ids = [f"img{i:04d}" for i in range(n) for _ in range(k)]
+    order = np.random.default_rng(0).permutation(n * k)
+    write_precomp(tmp_path, "train", _features(n=n), [caps[j] for j in order])
+    (tmp_path / "train_ids.txt").write_text("".join(ids[j] + "\n" for j in order), encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_precomp(tmp_path, "train")
+    assert info.value.code == "ids_order" and info.value.path.endswith("train_ids.txt")
+    assert re.search(r"train_ids.txt: line \d+: image id 'img\d{4}' reappears", str(info.value))
+    # with the id of each feature row given, the same shuffled file is an explicit map
+    (tmp_path / "train_ims_ids.txt").write_text("".join(f"img{i:04d}\n" for i in range(n)), encoding="utf-8")
+    s = load_precomp(tmp_path, "train")
+    assert all(s.captions[c].startswith(f"image {i} ") for i in range(n) for c in s.captions_of_image[i])
+    assert s.image_ids[7] == "img0007" and s.captions_per_image == k
+    # an id the rows do not know, and a row without a caption, are named
+    (tmp_path / "train_ims_ids.txt").write_text("".join(f"img{i:04d}\n" for i in range(1, n + 1)), encoding="utf-8")
+    msg = _err(tmp_path)
+    assert "train_ids.txt: line" in msg and "is not in train_ims_ids.txt" in msg
 
 
 def test_per_caption_ids_default_names(tmp_path) -> None:
@@ -251,7 +277,7 @@ def test_boxes_not_finite(tmp_path) -> None:
     b[2, 1, 0] = np.nan
     _write(tmp_path, boxes=b)
     msg = _err(tmp_path)
-    assert "train_ims_bbx.npy" in msg and "row(s) 2" in msg
+    assert "train_ims_bbx.npy" in msg and "image row 2 region 1" in msg and "not finite" in msg
 
 
 def test_sizes_wrong_shape(tmp_path) -> None:
