@@ -19,6 +19,13 @@ import torch
 Span = Tuple[int, int]  # [start, end) token offsets within the caption
 
 
+def _check_finite_rows(t: torch.Tensor, name: str) -> None:
+    bad = ~torch.isfinite(t).all(dim=1)  # t is [N, K]
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"Regions.{name}: row {i} contains NaN or inf; {int(bad.sum())} of {t.size(0)} rows do")
+
+
 @dataclass
 class Regions:
     """Regions of one image.
@@ -30,6 +37,10 @@ class Regions:
         labels: optional long [N] class ids; ``scores``: optional float [N] class confidences.
         attr_labels / attr_scores: optional long / float [N] (or [N, K]) attribute predictions.
         flags: free-form notes, e.g. ``{"fallback_whole_image": True}`` when nothing was detected.
+
+    Validated on construction (``ValueError`` naming the field and the first bad row): shapes,
+    finite boxes and (float) features, no inverted box (``x2 >= x1`` and ``y2 >= y1``; boxes of
+    zero width or height are allowed), ``image_size`` > 0.
     """
 
     boxes: torch.Tensor
@@ -60,6 +71,14 @@ class Regions:
                 if v.size(0) != n:
                     raise ValueError(f"Regions.{name} has {v.size(0)} rows for {n} regions")
                 setattr(self, name, v)
+        _check_finite_rows(self.boxes, "boxes")
+        if self.features.is_floating_point():
+            _check_finite_rows(self.features, "features")
+        inverted = (self.boxes[:, 2] < self.boxes[:, 0]) | (self.boxes[:, 3] < self.boxes[:, 1])
+        if inverted.any():
+            i = int(inverted.nonzero()[0, 0])
+            raise ValueError(f"Regions.boxes: row {i} {self.boxes[i].tolist()} is inverted (x2 < x1 or y2 < y1; "
+                             f"boxes are (x1, y1, x2, y2)); {int(inverted.sum())} of {n} rows are inverted")
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
             raise ValueError(f"Regions.image_size must be (width, height) > 0, got {self.image_size}")
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))

@@ -85,9 +85,13 @@ def polar_features(boxes: torch.Tensor, image_size: Tuple[float, float], edge_in
 
 
 def relative_geometry(boxes: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-    """``(Δx / w_s, Δy / h_s, log(w_t / w_s), log(h_t / h_s), IoU)`` per edge ``(s, t)``."""
+    """``(Δx / w_s, Δy / h_s, log(w_t / w_s), log(h_t / h_s), IoU)`` per edge ``(s, t)``.
+
+    Widths and heights below one pixel count as one pixel, so degenerate (zero-area) boxes give
+    finite, bounded features.
+    """
     b = boxes.float()
-    wh = (b[:, 2:] - b[:, :2]).clamp(min=1e-3)
+    wh = (b[:, 2:] - b[:, :2]).clamp(min=1.0)
     c = box_centres(b)
     s, t = edge_index[0], edge_index[1]
     delta = (c[t] - c[s]) / wh[s]
@@ -100,6 +104,10 @@ def _check_boxes(boxes: torch.Tensor) -> torch.Tensor:
     boxes = torch.as_tensor(boxes, dtype=torch.float32)
     if boxes.dim() != 2 or boxes.size(1) != 4:
         raise ValueError(f"boxes must be [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
+    bad = ~torch.isfinite(boxes).all(dim=1)
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"boxes: row {i} {boxes[i].tolist()} contains NaN or inf")
     return boxes
 
 

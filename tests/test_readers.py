@@ -20,9 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_store import assert_regions_equal  # noqa: E402
 
 
+def ordered_boxes(b):
+    """Random (x1, y1, x2, y2) made valid: x1 <= x2 and y1 <= y2 (Regions rejects inverted boxes)."""
+    return torch.cat([torch.minimum(b[:, :2], b[:, 2:]), torch.maximum(b[:, :2], b[:, 2:])], dim=1)
+
+
 def butd_regions(i: int, n: int, dim: int = 8) -> Regions:
     g = torch.Generator().manual_seed(i)
-    return Regions(boxes=torch.rand(n, 4, generator=g) * 90, features=torch.rand(n, dim, generator=g),
+    return Regions(boxes=ordered_boxes(torch.rand(n, 4, generator=g) * 90), features=torch.rand(n, dim, generator=g),
                    image_size=(100 + i, 80 + i))
 
 
@@ -51,7 +56,7 @@ def test_tsv_round_trip_fixed_and_adaptive(tmp_path):
 
 
 def test_tsv_with_classes_and_python3_bytes_literals(tmp_path):
-    r = Regions(boxes=torch.rand(5, 4) * 10, features=torch.rand(5, 6), image_size=(40, 30),
+    r = Regions(boxes=ordered_boxes(torch.rand(5, 4) * 10), features=torch.rand(5, 6), image_size=(40, 30),
                 labels=torch.arange(5), scores=torch.rand(5), attr_labels=torch.arange(5) + 1,
                 attr_scores=torch.rand(5))
     write_butd_tsv(tmp_path / "c.tsv", [("a", r)], with_classes=True)
@@ -91,7 +96,7 @@ def test_malformed_tsv_errors_name_line_and_record(tmp_path):
 def test_precomp_reader(tmp_path):
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((3, 4, 6)).astype(np.float32)
-    boxes = rng.uniform(0, 50, (3, 4, 4)).astype(np.float32)
+    boxes = np.sort(rng.uniform(0, 50, (3, 4, 2, 2)), axis=2).reshape(3, 4, 4).astype(np.float32)  # x1 <= x2, y1 <= y2
     sizes = np.array([[64, 48], [50, 50], [80, 60]], np.float32)
     write_precomp(tmp_path / "data", "test", feats, ["a cat", "a dog", "two birds"],
                   image_ids=["x1", "x2", "x3"], boxes=boxes, image_sizes=sizes)

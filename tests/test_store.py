@@ -26,7 +26,7 @@ CONFIG = {"backend": "fake", "options": {"num_regions": 3, "batch_size": 2, "dev
 def make_regions(i: int, n: int = 3, dim: int = 5, *, labels: bool = True, attrs: bool = False) -> Regions:
     g = torch.Generator().manual_seed(i)
     return Regions(
-        boxes=torch.rand(n, 4, generator=g) * 50,
+        boxes=(torch.rand(n, 2, 2, generator=g) * 50).sort(dim=1).values.reshape(n, 4),  # x1 <= x2, y1 <= y2
         features=torch.randn(n, dim, generator=g),
         image_size=(60 + i, 40 + i),
         labels=torch.randint(0, 9, (n,), generator=g) if labels else None,

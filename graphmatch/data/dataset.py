@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from graphmatch.data.precomp import PrecompSplit
+from graphmatch.data.precomp import DataError, PrecompSplit
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.graphs import VisualGraph, TextGraph, build_visual_graph, build_word_graph, collate_graphs
 from graphmatch.structures import Regions
@@ -54,6 +54,11 @@ class PairBatch:
 
 class MatchingData:
     """A split with tokenised captions; builds graphs for images and captions.
+
+    Region feature rows that are all zero (zero padding of a precomp array, for images with fewer
+    than ``R`` regions) are left out of the image graph together with their boxes, so the dense
+    views (:func:`~graphmatch.graphs.to_dense`) mask them out of attention and pooling; an image
+    with no non-zero row raises :class:`~graphmatch.data.precomp.DataError` naming the file and row.
 
     Args:
         split: a loaded :class:`~graphmatch.data.precomp.PrecompSplit`.
@@ -101,10 +106,19 @@ class MatchingData:
         s = self.split
         if s.features is None:
             return build_visual_graph(self.regions.get(s.image_ids[i]), item=int(i))  # type: ignore[union-attr]
-        feats = torch.from_numpy(np.array(s.features[i], dtype=np.float32))
-        boxes = None if s.boxes is None else torch.from_numpy(np.array(s.boxes[i], dtype=np.float32))
+        feats = np.array(s.features[i], dtype=np.float32)
+        boxes = None if s.boxes is None else np.array(s.boxes[i], dtype=np.float32)
+        keep = (feats != 0).any(axis=1)
+        if not keep.all():  # all-zero rows are padding: they are not nodes, so batches mask them out
+            if not keep.any():
+                raise DataError(f"{s.root / (s.split + '_ims.npy')}: image row {i} has only all-zero region "
+                                "features (every region is zero padding)", path=s.root / (s.split + "_ims.npy"),
+                                record=f"row {i}", code="all_zero_image")
+            feats = feats[keep]
+            boxes = None if boxes is None else boxes[keep]
         size = None if s.image_sizes is None else tuple(float(v) for v in s.image_sizes[i])
-        return build_visual_graph(feats, boxes=boxes, image_size=size, item=int(i))
+        return build_visual_graph(torch.from_numpy(feats), boxes=None if boxes is None else torch.from_numpy(boxes),
+                                  image_size=size, item=int(i))
 
     def caption_graph(self, c: int) -> TextGraph:
         return build_word_graph(self.token_ids[c], item=int(c))

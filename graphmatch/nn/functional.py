@@ -108,6 +108,9 @@ ONEDNN_MATMUL: bool = True
 def l2norm(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     """L2-normalise ``x`` along ``dim`` as SCAN does: ``x / (||x|| + eps)``.
 
+    A zero vector gives a zero vector with a zero gradient (the square root is never taken of
+    zero, whose derivative is infinite), so no NaN appears in the forward or backward pass.
+
     Args:
         x: Input tensor of any shape.
         dim: Dimension to normalise over.
@@ -116,8 +119,10 @@ def l2norm(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     Returns:
         Tensor of the same shape as ``x``.
     """
-    norm = x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps
-    return x / norm
+    sq = x.pow(2).sum(dim=dim, keepdim=True)
+    nonzero = sq > 0
+    norm = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt() + eps
+    return torch.where(nonzero, x / norm, torch.zeros_like(x))
 
 
 def clipped_l2norm(
