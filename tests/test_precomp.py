@@ -411,3 +411,109 @@ def test_ids_not_utf8(tmp_path) -> None:
     (tmp_path / "train_ids.txt").write_bytes(b"a\nb\n\xff\nd\n")
     msg = _err(tmp_path)
     assert "train_ids.txt" in msg and "line 3" in msg
+
+
+# ------------------------------------------------------------------------- encodings, line ends
+def test_utf16_captions_are_named(tmp_path) -> None:
+    _write(tmp_path)
+    text = "".join(c + "\n" for c in _captions())
+    caps = tmp_path / "train_caps.txt"
+    caps.write_bytes(text.encode("utf-16"))  # with a byte-order mark
+    with pytest.raises(DataError) as info:
+        load_precomp(tmp_path, "train")
+    assert "train_caps.txt" in str(info.value) and "UTF-16 LE" in str(info.value)
+    assert info.value.code == "encoding"
+    caps.write_bytes(text.encode("utf-16-le"))  # no byte-order mark: NUL bytes
+    msg = _err(tmp_path)
+    assert "train_caps.txt" in msg and "NUL bytes" in msg and "UTF-16 LE without a byte-order mark" in msg
+
+
+def test_cr_only_captions_are_read_as_lines(tmp_path) -> None:
+    _write(tmp_path)
+    (tmp_path / "train_caps.txt").write_bytes("".join(c + "\r" for c in _captions()).encode())
+    s = load_precomp(tmp_path, "train")
+    assert s.captions == _captions() and s.captions_per_image == K
+    lines, info = precomp.read_text_lines(tmp_path / "train_caps.txt")
+    assert info["line_endings"] == "CR" and len(lines) == N * K
+
+
+def test_lone_cr_in_lf_file_is_named(tmp_path) -> None:
+    _write(tmp_path)
+    caps = _captions()
+    (tmp_path / "train_caps.txt").write_bytes(("\n".join(caps[:3]) + "\n" + caps[3] + "\r" + caps[4] + "\n"
+                                               + "\n".join(caps[5:]) + "\n").encode())
+    msg = _err(tmp_path)
+    assert "train_caps.txt: line 4" in msg and "carriage return" in msg
+
+
+def test_utf8_bom_is_dropped(tmp_path) -> None:
+    _write(tmp_path)
+    (tmp_path / "train_caps.txt").write_bytes(b"\xef\xbb\xbf" + "".join(c + "\n" for c in _captions()).encode())
+    assert load_precomp(tmp_path, "train").captions[0] == _captions()[0]
+
+
+# ------------------------------------------------------------------------- zero padding
+def test_image_with_only_zero_rows_is_named(tmp_path) -> None:
+    feats = _features()
+    feats[2] = 0.0
+    _write(tmp_path, features=feats)
+    msg = _err(tmp_path)
+    assert "train_ims.npy: image row 2 has only all-zero region features" in msg
+
+
+def test_zero_rows_are_masked_out_of_image_graphs(tmp_path) -> None:
+    from graphmatch.data.dataset import MatchingData
+    from graphmatch.data.vocab import Vocabulary
+    from graphmatch.graphs import to_dense
+
+    feats = _features()
+    feats[1, 1:] = 0.0  # image 1 has one region and two padding rows
+    b = _boxes()
+    b[1, 1:] = 0.0
+    _write(tmp_path, features=feats, boxes=b)
+    s = load_precomp(tmp_path, "train")
+    data = MatchingData(s, Vocabulary.build(s.captions))
+    g = data.image_graph(1)
+    assert g.x.shape == (1, D) and g.boxes.shape == (1, 4)
+    _, mask = to_dense(data.pair_batch([0, 2]).images)
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    # a hand-built split with an all-zero image fails when its graph is built, naming file and row
+    s.features = np.zeros_like(feats)
+    with pytest.raises(DataError, match=r"train_ims.npy: image row 0 has only all-zero"):
+        MatchingData(s, Vocabulary.build(s.captions)).image_graph(0)
+
+
+def test_l2norm_of_zero_vectors_has_no_nan():
+    import torch
+
+    from graphmatch.nn.functional import l2norm
+
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0]], requires_grad=True)
+    y = l2norm(x)
+    assert y.flatten().tolist() == pytest.approx([0.6, 0.8, 0.0, 0.0])
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[1].tolist() == [0.0, 0.0]
+
+
+def test_training_on_zero_padded_regions_has_finite_loss(tiny_synthetic, tmp_path, monkeypatch) -> None:
+    import math
+
+    from graphmatch.config import load_config
+    from graphmatch.engine.train import train_experiment
+
+    monkeypatch.setenv("GRAPHMATCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "padded"
+    for split in ("train", "dev"):
+        s = load_precomp(tiny_synthetic, split)
+        feats = np.array(s.features)
+        feats[:, 5:] = 0.0  # the last 3 of 8 regions of every image are zero padding
+        boxes = np.array(s.boxes)
+        boxes[:, 5:] = 0.0
+        write_precomp(root, split, feats, s.captions, image_ids=s.image_ids, boxes=boxes,
+                      image_sizes=s.image_sizes)
+    cfg = load_config(None, [
+        f"data.root={root}", f"output_dir={tmp_path / 'run'}", "model.embed_dim=16", "model.text.word_dim=8",
+        "train.batch_size=16", "train.epochs=1", "train.max_steps_per_epoch=3", "train.device=cpu",
+        "train.log_every=0", "eval.batch_size=64", "data.max_val_images=10"])
+    summary = train_experiment(cfg, progress=False)
+    assert summary["history"] and all(math.isfinite(h["loss"]) for h in summary["history"])

@@ -86,3 +86,39 @@ def test_errors():
         build_visual_graph(regions(), edges="delaunay")
     with pytest.raises(ValueError, match="takes no options"):
         build_visual_graph(regions(), edges="full", k=3)
+
+
+# ------------------------------------------------------------------ bad and degenerate boxes
+@pytest.mark.parametrize("field, bad, message", [
+    ("boxes", [[0.0, 0, 10, 10], [float("nan"), 0, 5, 5]], r"Regions.boxes: row 1 contains NaN or inf"),
+    ("boxes", [[0.0, 0, 10, 10], [0, 0, 5, float("inf")]], r"Regions.boxes: row 1 contains NaN or inf"),
+    ("boxes", [[0.0, 0, 10, 10], [20, 0, 5, 5]], r"Regions.boxes: row 1 .* is inverted"),
+    ("boxes", [[0.0, 30, 10, 10], [0, 0, 5, 5]], r"Regions.boxes: row 0 .* is inverted"),
+    ("features", [[1.0, 2.0], [float("nan"), 0.0]], r"Regions.features: row 1 contains NaN or inf"),
+])
+def test_regions_reject_nonfinite_and_inverted(field, bad, message):
+    kw = {"boxes": torch.tensor([[0.0, 0, 10, 10], [0, 0, 5, 5]]), "features": torch.ones(2, 2)}
+    kw[field] = torch.tensor(bad)
+    with pytest.raises(ValueError, match=message):
+        Regions(image_size=SIZE, **kw)
+
+
+def test_edge_builders_reject_nonfinite_boxes():
+    boxes = BOXES.clone()
+    boxes[2, 3] = float("nan")
+    for mode in ("polar", "knn", "iou"):
+        with pytest.raises(ValueError, match=r"boxes: row 2 .* NaN or inf"):
+            build_visual_graph(torch.randn(3, 4), boxes=boxes, image_size=SIZE, edges=mode)
+
+
+@pytest.mark.parametrize("mode", ["polar", "knn", "iou"])
+def test_zero_area_boxes_give_finite_edge_features(mode):
+    # a point, a zero-width and a zero-height box next to a normal one
+    boxes = torch.tensor([[5.0, 5, 5, 5], [10, 0, 10, 30], [0, 20, 40, 20], [0, 0, 20, 20]])
+    r = Regions(boxes=boxes, features=torch.randn(4, 3), image_size=SIZE)
+    g = build_visual_graph(r, edges=mode, **({"iou_threshold": -1.0} if mode == "iou" else {}))
+    assert g.edge_attr.size(0) > 0 and torch.isfinite(g.edge_attr).all()
+    if mode != "polar":
+        assert g.edge_attr.abs().max() < 1e3  # widths below one pixel count as one pixel
+    geo = relative_geometry(boxes, torch.tensor([[0, 1], [1, 0]]))
+    assert torch.isfinite(geo).all() and geo[:, 2:4].abs().max() < 5
