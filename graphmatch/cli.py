@@ -1,4 +1,4 @@
-"""Command line: ``graphmatch {train,eval,demo,synth,list,parse,eval-parser,extract}``.
+"""Command line: ``graphmatch {train,eval,demo,synth,check-data,list,parse,eval-parser,extract}``.
 
 This module only parses arguments into calls of the library; all behaviour lives in the library.
 It is the one place that reaches into ``parsers`` and ``detectors``, and only inside functions:
@@ -176,6 +176,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from graphmatch.data.check import check_data, verify_manifest, write_manifest
+
+    if args.verify:
+        problems = verify_manifest(args.dir, args.verify, progress=not args.quiet)
+        for p in problems:
+            print(f"MISMATCH [{p.code}] {p.message}")
+        print(f"manifest {args.verify}: " + ("all files match" if not problems else f"{len(problems)} mismatches"))
+        return 1 if problems else 0
+    report = check_data(args.dir, args.split or None, full=not args.fast, progress=not args.quiet,
+                        manifest=not args.no_manifest)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.format())
+    if args.manifest:
+        write_manifest(args.manifest, args.dir, report.manifest)
+        print(f"manifest written to {args.manifest} (check it later with --verify {args.manifest})")
+    return 0 if report.ok else 1
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from graphmatch.registry import list_all
 
@@ -329,6 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--feature-dim", type=int, default=256)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_synth)
+
+    cd = sub.add_parser("check-data", help="check a precomp data folder (counts, shapes, NaN / zero rows, ids "
+                        "order, encodings, boxes) and print a checksum manifest; exit 1 on an error")
+    cd.add_argument("dir", help="data folder (precomp layout, or captions + ids of a region store)")
+    cd.add_argument("--split", action="append", default=[], help="split to check (repeatable; default: every "
+                    "<split>_caps.txt)")
+    cd.add_argument("--fast", action="store_true", help="headers and text files only; no scan of the arrays")
+    cd.add_argument("--manifest", metavar="PATH", help="also write the manifest (JSON: file, bytes, sha256) to PATH")
+    cd.add_argument("--verify", metavar="PATH", help="only compare the folder with a manifest (graphmatch JSON or "
+                    "`sha256sum` output); exit 1 on a mismatch")
+    cd.add_argument("--no-manifest", action="store_true", help="skip the checksums")
+    cd.add_argument("--json", action="store_true", help="print the report as JSON")
+    cd.add_argument("--quiet", action="store_true", help="no progress bars")
+    cd.set_defaults(func=cmd_check_data)
 
     ls = sub.add_parser("list", help="list registered matchers, encoders, GNN layers, ...")
     ls.set_defaults(func=cmd_list)

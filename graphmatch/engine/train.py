@@ -149,6 +149,9 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         )
 
     seed_everything(cfg.train.seed)
+    from graphmatch.data.check import check_before_training  # fast checks always, full scans cached
+    check_before_training(cfg.data.root, [cfg.data.train_split, cfg.data.val_split], regions=bool(cfg.data.regions),
+                          full=cfg.data.check_finite)
     train_split = load_split(cfg, cfg.data.train_split, regions=regions)
     vocab = saved_vocab or build_vocab(cfg, train_split.captions)
     train_data = MatchingData(train_split, vocab, regions)
