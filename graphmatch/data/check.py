@@ -451,7 +451,9 @@ def check_before_training(root: PathLike, splits: Sequence[str], *, regions: boo
     report = check_data(root, list(dict.fromkeys(splits)), full=full, manifest=False, regions=regions)
     for w in report.warnings:
         log.warning("%s", w.message)
-    errs = report.errors
+    # differing feature sizes of the training and validation splits are reported by the trainer,
+    # which names the config keys (data.train_split / data.val_split)
+    errs = [e for e in report.errors if e.code != "feature_dim_mismatch"]
     if errs:
         first = errs[0]
         more = "" if len(errs) == 1 else f" (and {len(errs) - 1} more: " + "; ".join(e.message for e in errs[1:4]) + ")"
