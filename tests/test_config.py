@@ -129,3 +129,13 @@ def test_boundary_values_are_allowed():
                              "train.num_workers=0", "data.max_val_images=1", "train.max_minutes=null",
                              "data.max_val_images=null", "model.text.dropout=0.0"])
     assert cfg.train.margin == 0.0 and cfg.train.epochs == 0 and cfg.data.max_val_images is None
+
+
+def test_cli_train_rejects_out_of_range_value_before_any_work(tmp_path, capsys):
+    from graphmatch.cli import main
+
+    cfg = write(tmp_path, "{}\n")
+    rc = main(["train", str(cfg), "--set", f"output_dir={tmp_path / 'run'}", "--set", "eval.batch_size=0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--set eval.batch_size=0: 'eval.batch_size' must be >= 1" in err
+    assert not (tmp_path / "run").exists()

@@ -277,3 +277,16 @@ def test_fresh_start_after_a_kill_before_the_first_checkpoint(tiny_synthetic, tm
     train_experiment(cfg, progress=False)
     assert log_epochs(run) == [1]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "last"]
+
+
+def test_atomic_write_on_a_full_disk_names_the_file(tmp_path):
+    from graphmatch.utils.io import atomic_path
+
+    target = tmp_path / "config.yaml"
+    target.write_text("old")
+    with pytest.raises(OSError) as e:
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert e.value.errno == errno.ENOSPC and f"cannot write {target}: no space left on device" in str(e.value)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]

@@ -228,3 +228,25 @@ def test_cli_demo_synth_and_list(tmp_path, capsys):
     assert (tmp_path / "demo" / "checkpoints" / "best" / "eval_test.json").exists()
     assert main(["list"]) == 0
     assert "matchers: scan" in capsys.readouterr().out
+
+
+def test_dev_split_with_other_feature_size_fails_before_the_first_step(tiny_synthetic, tmp_path, monkeypatch):
+    import numpy as np
+
+    from graphmatch.engine.trainer import Trainer
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    dev = np.load(root / "dev_ims.npy")
+    np.save(root / "dev_ims.npy", np.ascontiguousarray(dev[:, :, :40]))
+
+    def no_step(self, batch):
+        raise AssertionError("a training step ran before the splits were checked")
+
+    monkeypatch.setattr(Trainer, "run_step", no_step)
+    with pytest.raises(ValueError) as e:
+        train_experiment(make_cfg(root, tmp_path / "run"), progress=False)
+    msg = str(e.value)
+    assert "split 'dev' (data.val_split) has 40-d features" in msg and "'train' (data.train_split) has 48-d" in msg
+    assert str(root) in msg
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -275,7 +275,12 @@ def plot_curves(history: list, path: Path) -> Optional[Path]:
     ax2.plot(ep, [h.get("rsum", float("nan")) for h in history], "s-", color="tab:red", label="val rsum")
     ax2.set_ylabel("validation rsum", color="tab:red")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    except OSError as e:  # the checkpoints and the log are written already; a missing plot loses nothing
+        log.warning("%s not drawn: %s", path, e)
+        return None
+    finally:
+        plt.close(fig)
     return path

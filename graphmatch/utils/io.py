@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import numpy as np
 from graphmatch.utils.faults import fault_point
 
 PathLike = Union[str, os.PathLike]
+_NO_SPACE = {errno.ENOSPC: "no space left on device", getattr(errno, "EDQUOT", -1): "disk quota exceeded"}
 
 
 def _default_file_mode() -> int:
@@ -37,7 +39,9 @@ def fsync_dir(path: PathLike) -> None:
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path in the same folder as ``path``; on success rename it onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left exactly as it was.
+    On any exception the temporary file is removed and ``path`` is left exactly as it was; a full
+    disk (``ENOSPC``, ``EDQUOT``) is re-raised as an ``OSError`` of the same errno whose message
+    names ``path``.
     ``os.replace`` is atomic on POSIX when both paths are on one file system, which is why the
     temporary file lives next to the target. The result gets the permissions a plainly created
     file would have (``mkstemp`` makes its files private).
@@ -53,6 +57,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             os.chmod(tmp_path, _default_file_mode())
         fault_point("before_replace", file=path.name)
         os.replace(tmp_path, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if e.errno in _NO_SPACE:  # otherwise a bare "[Errno 28] No space left on device" names no file
+            raise OSError(e.errno, f"cannot write {path}: {_NO_SPACE[e.errno]}; {path} is unchanged") from e
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
