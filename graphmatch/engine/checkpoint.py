@@ -129,12 +129,12 @@ def save_checkpoint(
         if trainer_state is not None:
             files.append(("trainer.pt", lambda: _torch_bytes(trainer_state)))
         for name, make in files:
-            current = str(tmp / name)
+            current = name
             _write_bytes(tmp / name, make())
-        current = f"{tmp} (flushing to disk)"
+        current = "the new files (flushing them to disk)"
         _fsync_tree(tmp)
         fault_point("checkpoint_written", name=path.name, epoch=state.get("epoch"))
-        current = f"{path} (moving the new checkpoint into place)"
+        current = "the folder (moving the new checkpoint into place)"
         _keep_foreign_files(path)
         replace_dir(tmp, path)
     except OSError as e:
