@@ -7,6 +7,8 @@ Output folder layout (``cfg.output_dir``)::
     log.jsonl                 one record per epoch (loss, lr, validation metrics)
     checkpoints/last/         resumable checkpoint (end of every epoch, or every N steps)
     checkpoints/best/         the checkpoint with the best validation rsum
+    checkpoints/best.files/   files of a replaced checkpoint that its writer did not write (e.g.
+                              eval reports), under epoch-<E>/: the epoch they belong to
     curves.png                loss and validation rsum per epoch
 """
 from __future__ import annotations
@@ -117,6 +119,10 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     same model and data). ``regions``: the opened region source when ``cfg.data.regions`` is set.
     ``progress``: progress bars (plain lines when not on a terminal); the one-line result of each
     epoch is printed either way.
+    Before the first step the splits are checked (:func:`check_splits`; the config's value ranges
+    were checked when it was loaded). A run killed at any point continues exactly with ``resume``
+    (or, with no ``last`` checkpoint yet, starts again): records of ``log.jsonl`` past the
+    checkpoint's epoch and temporary folders of an interrupted checkpoint write are removed first.
     Returns a summary: best epoch and metrics, checkpoint paths.
     """
     out = Path(cfg.output_dir)
