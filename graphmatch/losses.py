@@ -108,7 +108,7 @@ class ContrastiveLoss(nn.Module):
     ``max_violation`` as configured. :attr:`uses_max_violation` tells which one is active.
 
     Args:
-        margin: the margin ``m``.
+        margin: the margin ``m`` (finite, >= 0; 0 asks only that a positive outscore its negatives).
         max_violation: use hardest negatives (after the warm-up).
         reduction: ``"sum"`` or ``"mean"``.
         warmup_epochs: number of initial epochs that use the sum of violations.
@@ -131,6 +131,8 @@ class ContrastiveLoss(nn.Module):
             or warmup_epochs < 0
         ):
             raise ValueError(f"warmup_epochs must be a non-negative int, got {warmup_epochs!r}")
+        if not 0 <= float(margin) < float("inf"):  # a negative margin rewards ranking negatives first
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         self.margin = float(margin)
         self.max_violation = bool(max_violation)
         self.reduction = reduction

@@ -139,3 +139,11 @@ def test_cli_train_rejects_out_of_range_value_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--set eval.batch_size=0: 'eval.batch_size' must be >= 1" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("margin", [-1.0, float("nan"), float("inf")])
+def test_loss_refuses_a_margin_outside_the_config_range(margin):
+    from graphmatch.losses import ContrastiveLoss
+
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
+        ContrastiveLoss(margin=margin)
