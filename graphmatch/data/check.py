@@ -28,7 +28,6 @@ Caching
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ import numpy as np
 
 from graphmatch.data import precomp as P
 from graphmatch.data.precomp import DataError
+from graphmatch.utils.io import file_sha256
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -464,15 +464,7 @@ def check_before_training(root: PathLike, splits: Sequence[str], *, regions: boo
 
 # ------------------------------------------------------------------------------------ manifest
 def _sha256(path: Path, bar: Any) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(_HASH_BLOCK)
-            if not block:
-                break
-            h.update(block)
-            bar.update(len(block))
-    return h.hexdigest()
+    return file_sha256(path, block_size=_HASH_BLOCK, on_block=bar.update)
 
 
 def file_manifest(root: PathLike, names: Optional[Sequence[str]] = None, *, progress: bool = False

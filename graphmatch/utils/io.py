@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -117,3 +118,18 @@ def replace_dir(src: PathLike, dst: PathLike) -> None:
     fsync_dir(dst.parent)
     if old.exists():
         shutil.rmtree(old)
+
+
+def file_sha256(path: PathLike, *, block_size: int = 1 << 20,
+                on_block: Callable[[int], Any] = lambda n: None) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks of ``block_size``; ``on_block(n)`` is called
+    with the size of every block read (e.g. a progress bar's ``update``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(block_size)
+            if not block:
+                break
+            h.update(block)
+            on_block(len(block))
+    return h.hexdigest()
