@@ -10,8 +10,20 @@ resumable). Image ids are the paths relative to the folder without extension (``
 * Images that cannot be decoded are *failures*: listed in ``<out>.failures.tsv`` (``path<TAB>reason``
   per line, rewritten atomically after every change) while the run goes on. A later run that
   stores such an image removes its line; the file is deleted when no failure is left.
-* An error of the extractor itself stops the run: the images finished until then stay stored, and
-  ``resume=True`` continues after the cause is fixed.
+* When the extractor fails on a batch, each image of the batch is run again on its own: the
+  images that succeed are stored, and an image that fails alone is a failure of that image
+  (listed in ``failures.tsv`` with the extractor's error; e.g. a 20000x8 image that resizes to
+  zero rows), and the run goes on. When ``max_failures_in_a_row`` images in a row (default: the
+  batch size, at least 2) fail in the extractor with the same type of error and none between them
+  succeeded, the cause is taken to be the model or the device rather than the images, and the run
+  stops with :class:`ExtractionError`: the images finished until then stay stored, and
+  ``resume=True`` continues after the cause is fixed (failed images are retried on resume).
+* Decoding workers are forked processes that never hold the store's lock (see
+  :class:`detectors.store.StoreLock`) and end when the extracting process ends, however it ends
+  (``kill -9`` included): on Linux through ``PR_SET_PDEATHSIG``, elsewhere (and as a fallback)
+  through a thread that watches the parent pid. ``graphmatch extract`` turns ``SIGTERM`` into a
+  clean stop that commits the finished images (exit status 143).
+* An output path that is a folder (or not writable) is an error before any work is done.
 * ``resume=True`` skips images already in the store; without it an existing store is an error.
 
 Sharding (several processes or GPUs): with ``world_size > 1`` rank ``r`` takes images
@@ -34,12 +46,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -49,7 +64,8 @@ import torch
 
 from detectors.base import WeightsError
 from detectors.store import (
-    RegionStore, RegionStoreWriter, StoreError, StoreExistsError, merge_stores, store_exists,
+    RegionStore, RegionStoreWriter, StoreError, StoreExistsError, check_store_path, merge_stores,
+    store_exists,
 )
 from graphmatch.utils.io import atomic_write_json, atomic_write_text
 
@@ -232,6 +248,40 @@ def _as_list(batch: List[Any]) -> List[Any]:
     return batch
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Make this (forked worker) process end when ``parent_pid`` ends.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills it when its parent exits or
+    is killed. Everywhere, and as a fallback: a daemon thread that ends the process
+    (``os._exit``, no clean-up: the worker holds nothing to save) once the parent pid changes.
+    A parent that died before this ran is noticed at once.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _decoding_worker_init(parent_pid: int, worker_id: int) -> None:
+    """``worker_init_fn`` of the decoding ``DataLoader``: the worker ends with its parent."""
+    _exit_with_parent(parent_pid)
+
+
 def _default_loader() -> Callable[[str], Any]:
     from detectors.images import load_image
 
@@ -241,6 +291,40 @@ def _default_loader() -> Callable[[str], Any]:
 def _batch_size_of(extractor: Any) -> int:
     opts = getattr(extractor, "options", None)
     return int(getattr(opts, "batch_size", None) or getattr(extractor, "batch_size", None) or 8)
+
+
+def _extract_each(extractor: Any, ok: Sequence[Tuple[int, Any]]) -> List[Any]:
+    """The regions of each decoded image of a batch, or the exception the extractor raised for
+    it: the batch in one call, and if that call fails, each image on its own (so one image the
+    model cannot take fails alone). A wrong number of results is an :class:`ExtractionError`."""
+    if not ok:
+        return []
+
+    def run(items: Sequence[Tuple[int, Any]]) -> List[Any]:
+        regions = extractor.extract([li.array for _, li in items])
+        if len(regions) != len(items):
+            raise ExtractionError(f"the extractor returned {len(regions)} results for "
+                                  f"{len(items)} images")
+        return list(regions)
+
+    try:
+        return run(ok)
+    except ExtractionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - retried image by image below
+        if len(ok) == 1:
+            return [e]
+        log.info("the extractor failed on a batch of %d images (%s: %s); retrying them one by one",
+                 len(ok), type(e).__name__, e)
+    out: List[Any] = []
+    for item in ok:
+        try:
+            out.extend(run([item]))
+        except ExtractionError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failure of this image
+            out.append(e)
+    return out
 
 
 # ---------------------------------------------------------------------------------- sharding
@@ -368,7 +452,8 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
                    commit_every: int = 256, commit_seconds: float = 60.0, progress: bool = True,
                    loader: Optional[Callable[[str], Any]] = None, merge: bool = True,
                    keep_shards: bool = False, merge_wait: float = 0.0,
-                   compression: Optional[str] = None) -> ExtractSummary:
+                   compression: Optional[str] = None,
+                   max_failures_in_a_row: Optional[int] = None) -> ExtractSummary:
     """Extract the regions of every image under ``images_dir`` into the store ``out``.
 
     Args:
@@ -391,19 +476,27 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
         keep_shards: keep the shard stores after merging.
         merge_wait: without a process group, how long rank 0 waits for the other ranks' ``.done``.
         compression: HDF5 compression filter of the store.
+        max_failures_in_a_row: stop after this many images in a row failed in the extractor with
+            the same type of error (default: the batch size, at least 2; 0: never stop, record
+            every failure).
 
     Raises:
+        StoreError: the output path is a folder or not writable (before any work), or the disk
+            is full (:class:`detectors.store.StoreDiskFullError`; committed images stay stored).
         StoreExistsError: the store exists and ``resume`` is False.
         StoreLockedError: another writer holds the store.
-        ExtractionError: the extractor failed (finished images stay stored).
+        ExtractionError: the extractor failed on image after image (finished images stay stored).
     """
     from graphmatch.utils.progress import progress as progress_bar
 
     t_start = time.perf_counter()
     out = Path(out)
-    entries, skipped = list_images(images_dir, ids_from_filename=ids_from_filename)
     sharded = world_size > 1
     store_path = shard_path(out, rank) if sharded else out
+    check_store_path(out)
+    if sharded:
+        check_store_path(store_path)
+    entries, skipped = list_images(images_dir, ids_from_filename=ids_from_filename)
     summary = ExtractSummary(out=str(out), images_found=len(entries), skipped_non_image=skipped,
                              rank=rank, world_size=world_size, store=str(store_path))
     if sharded and store_exists(out) and not resume:
@@ -423,6 +516,7 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
                 if m.is_file() and not _marker_is_current(m, _ids_digest(order[r::world_size])):
                     m.unlink(missing_ok=True)
     bs = int(batch_size or _batch_size_of(extractor))
+    limit = max(2, bs) if max_failures_in_a_row is None else int(max_failures_in_a_row)
     config = extractor.config() if hasattr(extractor, "config") else {}
 
     with RegionStoreWriter(store_path, config=config, feature_dtype=feature_dtype, resume=resume,
@@ -439,7 +533,10 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
             data = _ImageFiles([e.path for e in todo], loader or _default_loader())
             dl = torch.utils.data.DataLoader(
                 data, batch_size=bs, shuffle=False, num_workers=int(num_workers),
-                collate_fn=_as_list, prefetch_factor=4 if num_workers else None)
+                collate_fn=_as_list, prefetch_factor=4 if num_workers else None,
+                worker_init_fn=(functools.partial(_decoding_worker_init, os.getpid())
+                                if num_workers else None))
+            streak: List[Any] = [0, None]  # images in a row failed in the extractor, error type
             desc = f"extract[{rank}/{world_size}]" if sharded else "extract"
             with progress_bar(total=len(todo), unit="img", desc=desc, disable=not progress,
                               dynamic_ncols=True, file=sys.stderr) as bar:
@@ -449,25 +546,30 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
                         if reason is not None:
                             failures.record(todo[i].path, reason)
                             summary.failed += 1
-                    if ok:
-                        try:
-                            regions = extractor.extract([li.array for _, li in ok])
-                        except Exception as e:
-                            names = ", ".join(str(todo[i].path) for i, _ in ok[:3])
-                            raise ExtractionError(
-                                f"the extractor failed on a batch of {len(ok)} images ({names}"
-                                f"{', ...' if len(ok) > 3 else ''}): {type(e).__name__}: {e}. "
-                                f"The {writer.n_added} images finished in this run are stored in "
-                                f"{store_path}; fix the cause and rerun with --resume") from e
-                        if len(regions) != len(ok):
-                            raise ExtractionError(f"the extractor returned {len(regions)} results "
-                                                  f"for {len(ok)} images")
-                        for (i, li), reg in zip(ok, regions):
-                            if getattr(li, "flags", None) and "image" not in reg.flags:
-                                reg.flags["image"] = dict(li.flags)
-                            writer.add(todo[i].image_id, reg)
-                        failures.clear([todo[i].path for i, _ in ok])
-                        summary.done += len(ok)
+                    for (i, li), reg in zip(ok, _extract_each(extractor, ok)):
+                        if isinstance(reg, Exception):
+                            failures.record(todo[i].path, f"the extractor failed on this image: "
+                                                          f"{type(reg).__name__}: {reg}")
+                            summary.failed += 1
+                            same = streak[1] is type(reg)
+                            streak[:] = [streak[0] + 1 if same else 1, type(reg)]
+                            if limit and streak[0] >= limit:
+                                raise ExtractionError(
+                                    f"the extractor failed on {streak[0]} images in a row with "
+                                    f"{type(reg).__name__} (last: {todo[i].path}: {reg}); that "
+                                    f"points at the model or the device rather than the images. "
+                                    f"The {writer.n_added} images finished in this run are stored "
+                                    f"in {store_path} and the failed ones are listed in "
+                                    f"{failures.path}; fix the cause and rerun with --resume (or "
+                                    f"pass --max-failures-in-a-row 0 to record every failure and "
+                                    f"go on)") from reg
+                            continue
+                        streak[:] = [0, None]
+                        if getattr(li, "flags", None) and "image" not in reg.flags:
+                            reg.flags["image"] = dict(li.flags)
+                        writer.add(todo[i].image_id, reg)
+                        failures.clear([todo[i].path])
+                        summary.done += 1
                     bar.update(len(batch))
         loop_s = time.perf_counter() - t0
         summary.failures_file = str(failures.path) if failures.entries else None
@@ -539,8 +641,63 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     p.add_argument("--keep-shards", action="store_true", help="keep <out>.rank{r} after merging")
     p.add_argument("--merge-only", action="store_true",
                    help="do not extract; merge the finished shards <out>.rank{r} into <out>")
+    p.add_argument("--max-failures-in-a-row", type=int, default=None, metavar="N",
+                   help="stop when N images in a row fail in the extractor with the same type of "
+                        "error (default: the batch size, at least 2; 0: never stop)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _check_options(backend: str, opts: Dict[str, Any]) -> None:
+    """Refuse ``--option`` keys that neither :class:`ExtractorOptions` nor the backend knows."""
+    import difflib
+    import inspect
+
+    from detectors.base import ExtractorOptions
+    from graphmatch.registry import EXTRACTORS
+
+    import detectors  # noqa: F401  (registers the built-in backends)
+
+    try:
+        cls = EXTRACTORS.resolve(backend)
+    except KeyError:
+        return  # build_extractor names the unknown backend
+    known = set(ExtractorOptions.field_names())
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    known |= {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL} - {"options"}
+    for key in opts:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ValueError(f"--option {key}=...: unknown option {key!r} of the {backend!r} "
+                             f"extractor" + (f" (did you mean {close[0]}?)" if close else "")
+                             + f"; known options: {', '.join(sorted(known))}")
+
+
+class _Terminated(BaseException):
+    """``SIGTERM`` received: stop cleanly (the finished images are committed). A BaseException,
+    like KeyboardInterrupt, so that no handler of image or extractor errors takes it."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly() -> Any:
+    """In the main thread: turn ``SIGTERM`` into :class:`_Terminated` while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parse_options(pairs: Sequence[str]) -> Dict[str, Any]:
@@ -559,6 +716,16 @@ def _parse_options(pairs: Sequence[str]) -> Dict[str, Any]:
 def run_extract(args: argparse.Namespace) -> int:
     """Run ``graphmatch extract`` from parsed arguments; prints the summary; returns the exit code."""
     try:
+        with _sigterm_stops_cleanly():
+            return _run_extract(args)
+    except _Terminated:
+        print(f"graphmatch extract: terminated (SIGTERM); the images finished so far are "
+              f"committed in {args.out}; rerun with --resume to continue", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    try:
         rank, world, launched = resolve_rank(args.rank, args.world_size)
         if args.merge_only:
             if world < 2:
@@ -572,6 +739,9 @@ def run_extract(args: argparse.Namespace) -> int:
             return 0
         if not args.images:
             raise ValueError("--images DIR is required (unless --merge-only)")
+        check_store_path(args.out)  # before the model is built
+        if not Path(args.images).is_dir():
+            raise FileNotFoundError(f"images folder not found: {args.images}")
         distributed = False
         device = args.device
         if launched and world > 1:
@@ -587,19 +757,26 @@ def run_extract(args: argparse.Namespace) -> int:
         from detectors.base import build_extractor
 
         opts = _parse_options(args.option)
+        _check_options(args.backend, opts)
         opts.update(device=device, random_weights=args.random_weights)
         for key in ("weights", "batch_size", "min_size", "max_size", "num_regions"):
             if getattr(args, key) is not None:
                 opts[key] = getattr(args, key)
         if args.adaptive:
             opts["num_regions"] = None
-        extractor = build_extractor(args.backend, **opts)
+        try:
+            extractor = build_extractor(args.backend, **opts)
+        except ImportError as e:  # an optional backend that is not installed
+            raise ValueError(str(e)) from e
+        except TypeError as e:  # an option of the wrong kind for the backend
+            raise ValueError(f"--backend {args.backend} with options {sorted(opts)}: {e}") from e
         summary = extract_images(
             args.images, args.out, extractor, resume=args.resume, batch_size=args.batch_size,
             num_workers=args.num_workers, ids_from_filename=args.ids_from_filename, rank=rank,
             world_size=world, distributed=distributed,
             feature_dtype="float16" if args.fp16 else "float32", commit_every=args.commit_every,
-            progress=not args.quiet, merge_wait=args.merge_wait, keep_shards=args.keep_shards)
+            progress=not args.quiet, merge_wait=args.merge_wait, keep_shards=args.keep_shards,
+            max_failures_in_a_row=args.max_failures_in_a_row)
     except (StoreError, ExtractionError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"graphmatch extract: error: {msg}", file=sys.stderr)

@@ -39,9 +39,21 @@ from exactly what was stored.
 
 Writers are exclusive: a writer holds ``flock(LOCK_EX)`` on the lock file ``regions.h5.lock``
 for its lifetime (the file also records the pid, host and command line of the writer), and a
-second writer fails with :class:`StoreLockedError` naming the lock file and its holder. The kernel
-drops the lock when the holding process exits or is killed, so a lock file left behind by a dead
-writer (even an empty one) never blocks the next writer. The store path is resolved
+second writer fails with :class:`StoreLockedError` naming the lock file and the live process that
+holds it. The kernel drops the lock when the holding process exits or is killed, so a lock file
+left behind by a dead writer (even an empty one) never blocks the next writer. The lock belongs to
+the writer's process alone: its descriptor is closed on ``exec`` (``O_CLOEXEC``) and in every
+process forked from the writer (``os.register_at_fork``), so a child that outlives a killed writer
+(e.g. a ``DataLoader`` worker) does not keep the store locked.
+
+Write errors
+------------
+A full disk (``ENOSPC`` / ``EDQUOT``) while committing or compacting raises one
+:class:`StoreDiskFullError` naming the store and the file being written; nothing committed is
+touched, the temporary file is removed, HDF5's own error reports of the failed file are not
+printed, and ``resume=True`` continues once there is space. An output path that is a folder, or
+whose parent is not a writable folder, is a :class:`StoreError` raised before anything is written
+(:func:`check_store_path`). The store path is resolved
 (``Path.resolve()``) before ``.lock`` and ``.parts`` are derived from it, so a store reached through
 a symbolic link is the same store with the same lock.
 """
@@ -49,7 +61,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -57,6 +71,7 @@ import re
 import socket
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -71,7 +86,7 @@ PathLike = Union[str, os.PathLike]
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "StoreError", "StoreExistsError", "StoreLockedError",
-    "RegionStore", "RegionStoreWriter", "StoreLock", "merge_stores", "store_exists",
+    "StoreDiskFullError", "check_store_path", "RegionStore", "RegionStoreWriter", "StoreLock", "merge_stores", "store_exists",
     "compatible_configs", "RUN_ONLY_CONFIG_KEYS", "RUN_ONLY_CONFIG_PATHS",
 ]
 
@@ -112,6 +127,77 @@ class StoreExistsError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another writer holds the store's lock file."""
+
+
+class StoreDiskFullError(StoreError):
+    """A store file could not be written for lack of space; what was committed before is intact."""
+
+
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def _is_no_space(e: BaseException) -> bool:
+    """An ``OSError`` of a full disk, or an h5py error whose message reports one."""
+    if isinstance(e, OSError) and e.errno in _NO_SPACE_ERRNOS:
+        return True
+    text = str(e)
+    return isinstance(e, (OSError, RuntimeError)) and (
+        "No space left on device" in text or f"errno = {errno.ENOSPC}," in text
+        or "Disk quota exceeded" in text)
+
+
+@contextlib.contextmanager
+def _quiet_h5py() -> Iterator[None]:
+    """Swallow the tracebacks that the objects of an HDF5 file whose write failed print to
+    ``sys.stderr`` when they are freed ("Exception ignored in h5py._objects.ObjectID.__dealloc__");
+    the failure itself is raised normally. Anything else written to ``sys.stderr`` meanwhile is
+    passed on when the block ends."""
+    import io
+
+    previous_hook, previous_err = sys.unraisablehook, sys.stderr
+    captured = io.StringIO()
+
+    def hook(unraisable: Any) -> None:
+        obj = getattr(unraisable, "object", None)
+        where = f"{getattr(obj, '__module__', '')} {getattr(obj, '__qualname__', '')} {obj!r}"
+        if "h5py" not in where:
+            previous_hook(unraisable)
+
+    sys.unraisablehook = hook
+    sys.stderr = captured
+    try:
+        yield
+    finally:
+        try:
+            gc.collect()  # free the failed file's objects while their reports are swallowed
+        finally:
+            sys.unraisablehook, sys.stderr = previous_hook, previous_err
+        text = captured.getvalue()
+        if text and "h5py" not in text:
+            previous_err.write(text)
+        elif text:
+            log.debug("HDF5 reports of a failed write, not shown: %s", text[:2000])
+
+
+def check_store_path(path: PathLike) -> Path:
+    """Check that ``path`` can be a region store before any work is done; return it resolved.
+
+    Raises :class:`StoreError` naming the path when it is a folder, when its parent exists but is
+    not a folder, or when the parent folder is not writable (a missing parent is created later).
+    """
+    given = Path(path)
+    p = given.resolve()
+    if p.is_dir():
+        raise StoreError(f"--out {given} is a folder; a region store is a file path such as "
+                         f"{given / 'regions.h5'}")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot write region store {given}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write region store {given}: folder {parent} is not writable")
+    return p
 
 
 def _now() -> str:
@@ -182,8 +268,14 @@ class StoreLock:
 
     ``release`` removes the file while still holding the lock, then closes it; a process that
     opened the old file meanwhile notices (the path no longer names the file it locked) and
-    retries, so at most one writer holds the lock at any time. Processes forked by the holder
-    (e.g. ``DataLoader`` workers) share the lock until they exit too.
+    retries, so at most one writer holds the lock at any time.
+
+    The lock is the holder's alone: the descriptor is opened with ``O_CLOEXEC`` (closed by
+    ``exec``) and closed in every child forked from the holder (``os.register_at_fork``), so a
+    forked process (e.g. a ``DataLoader`` decoding worker) never keeps it after the holder has
+    exited or been killed. When the lock is busy, the error names the process that holds it: the
+    recorded holder if it is alive, else the live process found holding the file (from
+    ``/proc``), or says that none could be identified.
     """
 
     def __init__(self, store_path: PathLike) -> None:
@@ -214,6 +306,32 @@ class StoreLock:
         return (f"pid {info.get('pid')} on host {info.get('host')!r} since {info.get('created')} "
                 f"(command: {cmd[:200]})")
 
+    def _describe_busy(self, fd: int) -> str:
+        """Who holds the lock: the recorded holder if it runs, else the live process(es) that
+        hold the file open, found under ``/proc``."""
+        info = self._record(fd)
+        pid = info.get("pid") if info is not None else None
+        host = info.get("host") if info is not None else None
+        recorded = self._describe(info)
+        if isinstance(pid, int) and host == socket.gethostname():
+            if _pid_alive(pid):
+                return f"{recorded}, which is running"
+            holders = [h for h in _processes_holding(fd) if h[0] != os.getpid()]
+            if holders:
+                who = "; ".join(f"pid {p} (command: {c[:200]})" for p, c in holders[:5])
+                return (f"{who}, still running: the recorded writer, {recorded}, is no longer "
+                        f"running and its lock was inherited by that process (e.g. a leftover "
+                        f"worker of the dead writer); stop it to free the store")
+            return (f"a process that is not the recorded writer ({recorded}, no longer running): "
+                    f"presumably a process it started that inherited the lock; find it with "
+                    f"`fuser -v {self.path}`")
+        if isinstance(pid, int) and host is not None:
+            return f"{recorded} (another host: whether it still runs cannot be checked from here)"
+        holders = [h for h in _processes_holding(fd) if h[0] != os.getpid()]
+        if holders:
+            return "; ".join(f"pid {p} (command: {c[:200]})" for p, c in holders[:5])
+        return recorded
+
     def _try_lock(self) -> Optional[int]:
         """Open the lock file and take the flock; the fd, or None if the file was replaced
         meanwhile (retry). Raises :class:`StoreLockedError` if another writer holds it."""
@@ -224,7 +342,7 @@ class StoreLock:
             except BlockingIOError:
                 raise StoreLockedError(
                     f"region store {self.store_path} is locked by another writer: lock file "
-                    f"{self.path} is held by {self._describe(self._record(fd))}; wait for that "
+                    f"{self.path} is held by {self._describe_busy(fd)}; wait for that "
                     "writer to finish, or stop it (the lock is released when its process "
                     "ends)") from None
             except OSError as e:
@@ -264,12 +382,14 @@ class StoreLock:
                 os.close(fd)
                 raise
             self._fd = fd
+            _HELD_LOCKS.add(self)
             return self
         raise StoreLockedError(f"could not take the lock {self.path} (it keeps changing hands)")
 
     def release(self) -> None:
         """Remove the lock file and drop the lock, if this object holds it."""
         fd, self._fd = self._fd, None
+        _HELD_LOCKS.discard(self)
         if fd is None:
             return
         try:
@@ -290,6 +410,72 @@ class StoreLock:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+#: locks held by this process; a forked child closes their descriptors at once (see StoreLock)
+_HELD_LOCKS: "weakref.WeakSet[StoreLock]" = weakref.WeakSet()
+
+
+def _drop_inherited_locks() -> None:
+    """In a freshly forked child: close the inherited lock descriptors, so the lock stays the
+    parent's alone (a ``flock`` is shared by every process holding its open file)."""
+    for lock in list(_HELD_LOCKS):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this host and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
+    return True
+
+
+def _processes_holding(fd: int) -> List[Tuple[int, str]]:
+    """``(pid, command line)`` of the processes that have the file of ``fd`` open (Linux
+    ``/proc``; processes this user may not inspect are not seen). Empty where unsupported."""
+    try:
+        st = os.fstat(fd)
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+    found: List[Tuple[int, str]] = []
+    for pid in sorted(pids):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in fds:
+            try:
+                other = os.stat(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                try:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    cmd = " ".join(x.decode("utf-8", "replace") for x in raw.split(b"\0") if x)
+                except OSError:
+                    cmd = "?"
+                if _pid_alive(pid):
+                    found.append((pid, cmd or "?"))
+                break
+    return found
 
 
 # ------------------------------------------------------------------------------ file reading
@@ -637,15 +823,176 @@ class _Appender:
 def _write_file(path: Path, *, config: Mapping[str, Any], feature_dtype: str,
                 compression: Optional[str], created: Optional[str] = None,
                 records: Sequence[Tuple[str, Regions]] = (),
-                sources: Sequence[Tuple[_StoreFile, Sequence[int]]] = ()) -> None:
-    """Write a complete store file at ``path`` (not atomic by itself) and fsync it."""
-    with h5py.File(path, "w") as h5:
-        app = _Appender(h5, config=config, feature_dtype=feature_dtype,
-                        compression=compression, created=created)
-        for src, indices in sources:
-            app.append_from(src, indices)
-        app.append_records(records)
-    _fsync_file(path)
+                sources: Sequence[Tuple[_StoreFile, Sequence[int]]] = (),
+                in_memory: bool = False) -> None:
+    """Write a complete store file at ``path`` (not atomic by itself) and fsync it.
+
+    HDF5 never sees a failed write: with ``in_memory`` (segments) the file is built in memory and
+    then written with plain writes; otherwise it is written through a :class:`_GuardedFile`
+    that keeps the first write error and drops later writes. A failed write raises ``OSError``
+    (``ENOSPC`` naming ``path`` for a full disk); the caller removes the partial file."""
+
+    def build(target: Any) -> None:
+        with _quiet_h5py():
+            with h5py.File(target, "w") as h5:
+                app = _Appender(h5, config=config, feature_dtype=feature_dtype,
+                                compression=compression, created=created)
+                for src, indices in sources:
+                    app.append_from(src, indices)
+                app.append_records(records)
+
+    try:
+        if in_memory:
+            import io
+
+            buf = io.BytesIO()
+            build(buf)
+            _write_bytes(path, buf.getbuffer())
+        else:
+            guard = _GuardedFile(path)
+            try:
+                build(guard)
+            finally:
+                guard.close()
+            if guard.error is not None:
+                raise guard.error
+    except (OSError, RuntimeError) as e:
+        if _is_no_space(e):
+            raise OSError(errno.ENOSPC, f"cannot write {path}: no space left on device") from None
+        raise
+
+
+def _write_bytes(path: Path, data: Any) -> None:
+    """Write ``data`` to a new file at ``path`` completely (or raise), and fsync it."""
+    view = memoryview(data).cast("B")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        done = 0
+        while done < len(view):
+            n = os.write(fd, view[done:done + (64 << 20)])
+            if n <= 0:
+                raise OSError(errno.EIO, f"cannot write {path}: short write")
+            done += n
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Raise :class:`StoreDiskFullError` before writing ``needed`` bytes into ``folder`` when its
+    file system has clearly less room (``statvfs``; skipped where unsupported)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < needed:
+        raise StoreDiskFullError(
+            f"disk full: {what} needs about {needed / 2**20:.1f} MiB in {folder}, which has "
+            f"{free / 2**20:.1f} MiB free; nothing was written")
+
+
+def _size_of(files: Sequence[Path]) -> int:
+    total = 0
+    for p in files:
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size
+    return total + (1 << 20)
+
+
+class _GuardedFile:
+    """The file object HDF5 writes a large store file through (h5py's ``fileobj`` driver).
+
+    Writes are complete or fail; the first failure (e.g. a full disk) is kept in :attr:`error`
+    and from then on nothing more goes to disk: small writes (HDF5's metadata, at most 64 KiB)
+    are kept in memory so that HDF5 reads back what it wrote, larger ones are dropped. HDF5 thus
+    sees no failure and closes the file normally (after a failed write, HDF5 with its default
+    driver can leave the file half-closed and crash when it is closed later); the caller checks
+    :attr:`error` and discards the file.
+    """
+
+    _KEEP = 64 << 10
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.raw = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by close()
+        self.error: Optional[OSError] = None
+        self._pos = 0
+        self._kept: List[Tuple[int, bytes]] = []
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self.error is None:
+            self._pos = self.raw.seek(offset, whence)
+        elif whence == 0:
+            self._pos = offset
+        elif whence == 1:
+            self._pos += offset
+        else:
+            self._pos = max([self.raw.seek(0, 2)] + [o + len(b) for o, b in self._kept]) + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        if self.error is None:
+            data = self.raw.read(n)
+            self._pos += len(data)
+            return data
+        self.raw.seek(self._pos)
+        data = bytearray(self.raw.read(n))
+        if n is not None and n >= 0 and len(data) < n:
+            data.extend(bytes(n - len(data)))
+        start = self._pos
+        for off, blob in self._kept:  # later writes win
+            lo, hi = max(off, start), min(off + len(blob), start + len(data))
+            if lo < hi:
+                data[lo - start:hi - start] = blob[lo - off:hi - off]
+        self._pos += len(data)
+        return bytes(data)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            done = 0
+            try:
+                while done < len(view):
+                    n = self.raw.write(view[done:])
+                    if not n:
+                        raise OSError(errno.EIO, f"cannot write {self.path}: short write")
+                    done += n
+            except OSError as e:
+                self.error = e
+            else:
+                self._pos += len(view)
+                return len(view)
+        if len(view) <= self._KEEP:
+            self._kept.append((self._pos, bytes(view)))
+        self._pos += len(view)
+        return len(view)
+
+    def truncate(self, size: Optional[int] = None) -> int:
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                return self.raw.truncate(size)
+            except OSError as e:
+                self.error = e
+        return size
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def close(self) -> None:
+        """fsync (unless a write failed) and close the file."""
+        try:
+            if self.error is None:
+                try:
+                    os.fsync(self.raw.fileno())
+                except OSError as e:
+                    self.error = e
+        finally:
+            self.raw.close()
 
 
 def _plan(files: Sequence[_StoreFile], order: Optional[Sequence[str]] = None,
@@ -706,6 +1053,8 @@ class RegionStoreWriter:
         self.compact_on_close = compact
         if feature_dtype is not None and np.dtype(feature_dtype).name not in ("float32", "float16"):
             raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
+        check_store_path(path)
+        self._write_failed = False
         self.lock = StoreLock(self.path).acquire()
         try:
             self._cleanup_temporaries()
@@ -811,10 +1160,19 @@ class RegionStoreWriter:
         try:
             _write_file(tmp, config=self.config, feature_dtype=self.feature_dtype,
                         compression=self.compression, created=self.created,
-                        records=self._buffer)
+                        records=self._buffer, in_memory=True)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as e:
             tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError) and _is_no_space(e):
+                self._write_failed = True
+                n = len(self._buffer)
+                raise StoreDiskFullError(
+                    f"disk full: cannot commit {n} image(s) to region store {self.path} (writing "
+                    f"segment {final} failed: no space left on device). The "
+                    f"{len(self._done) - n} images committed before are intact; free space on "
+                    f"the file system of {parts} and rerun with --resume (resume=True): the "
+                    f"{n} uncommitted image(s) are extracted again") from None
             raise
         fsync_dir(parts)
         self._buffer = []
@@ -831,9 +1189,22 @@ class RegionStoreWriter:
         files = [_StoreFile(p) for p in ([self.path] if self.path.is_file() else []) + segs]
         try:
             created = self.created or (files[0].created if files else None)
-            with atomic_path(self.path) as tmp:
-                _write_file(tmp, config=self.config, feature_dtype=self.feature_dtype,
-                            compression=self.compression, created=created, sources=_plan(files))
+            try:
+                _check_free_space(self.path.parent, _size_of([f.path for f in files]),
+                                  f"compacting region store {self.path}")
+                with atomic_path(self.path) as tmp:
+                    _write_file(tmp, config=self.config, feature_dtype=self.feature_dtype,
+                                compression=self.compression, created=created,
+                                sources=_plan(files))
+            except (OSError, StoreDiskFullError) as e:
+                if not isinstance(e, StoreDiskFullError) and not _is_no_space(e):
+                    raise
+                self._write_failed = True
+                raise StoreDiskFullError(
+                    f"disk full: cannot compact region store {self.path} (writing its new main "
+                    f"file failed: no space left on device). All {len(self._done)} images are "
+                    f"committed and readable (main file plus segments in {_parts_dir(self.path)}); "
+                    f"free space and rerun with --resume (resume=True) to compact them") from None
         finally:
             for f in files:
                 f.close()
@@ -856,11 +1227,13 @@ class RegionStoreWriter:
             self.lock.release()
 
     def abort(self) -> None:
-        """Commit the finished images that are buffered and release the lock (no compaction)."""
+        """Commit the finished images that are buffered and release the lock (no compaction).
+        After a failed write (disk full) nothing more is written."""
         if self.closed:
             return
         try:
-            self.commit()
+            if not self._write_failed:
+                self.commit()
         finally:
             self.closed = True
             self.lock.release()
@@ -937,6 +1310,8 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, order: Optional[S
             dtypes = {s.feature_dtype for s in stores if s.n_regions} or {stores[0].feature_dtype}
             dtype = feature_dtype or (dtypes.pop() if len(dtypes) == 1 else "float32")
             created = min((s.created for s in stores if s.created), default=None)
+            _check_free_space(out.parent, _size_of([f.path for f in files]),
+                              f"merging into region store {out}")
             with atomic_path(out) as tmp:
                 _write_file(tmp, config=configs[0], feature_dtype=dtype, compression=compression,
                             created=created, sources=plan)
