@@ -85,7 +85,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 
 
 class ExtractionError(RuntimeError):
-    """The extractor failed on a batch; finished images stay stored (resume to continue)."""
+    """The extractor failed on image after image (or returned a wrong number of results), so the
+    run stopped; finished images stay stored (resume to continue)."""
 
 
 @dataclass(frozen=True)

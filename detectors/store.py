@@ -832,22 +832,25 @@ def _write_file(path: Path, *, config: Mapping[str, Any], feature_dtype: str,
     that keeps the first write error and drops later writes. A failed write raises ``OSError``
     (``ENOSPC`` naming ``path`` for a full disk); the caller removes the partial file."""
 
+    def fill(h5: h5py.File) -> None:
+        app = _Appender(h5, config=config, feature_dtype=feature_dtype,
+                        compression=compression, created=created)
+        for src, indices in sources:
+            app.append_from(src, indices)
+        app.append_records(records)
+
     def build(target: Any) -> None:
         with _quiet_h5py():
             with h5py.File(target, "w") as h5:
-                app = _Appender(h5, config=config, feature_dtype=feature_dtype,
-                                compression=compression, created=created)
-                for src, indices in sources:
-                    app.append_from(src, indices)
-                app.append_records(records)
+                fill(h5)
 
     try:
-        if in_memory:
-            import io
-
-            buf = io.BytesIO()
-            build(buf)
-            _write_bytes(path, buf.getbuffer())
+        if in_memory:  # HDF5's core driver: the file image lives in memory only
+            with h5py.File(str(path), "w", driver="core", backing_store=False) as h5:
+                fill(h5)
+                h5.flush()
+                image = h5.id.get_file_image()
+            _write_bytes(path, image)
         else:
             guard = _GuardedFile(path)
             try:
@@ -1037,8 +1040,9 @@ class RegionStoreWriter:
         compact: at ``close()``, merge the segments into the main file.
 
     Use it as a context manager: on a clean exit it commits, compacts and releases the lock; on
-    an exception it commits the finished images it buffered and releases the lock, leaving the
-    segments for the next (resuming) writer to compact.
+    an exception it commits the finished images it buffered (unless a write has just failed for
+    lack of space) and releases the lock, leaving the segments for the next (resuming) writer to
+    compact.
     """
 
     def __init__(self, path: PathLike, *, config: Optional[Mapping[str, Any]] = None,
