@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
@@ -33,6 +32,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from graphmatch.structures import Regions
+from graphmatch.utils.io import file_sha256 as _file_sha256
 
 __all__ = [
     "ExtractorOptions",
@@ -152,14 +152,7 @@ class ExtractorOptions:
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            b = fh.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+    return _file_sha256(path, block_size=chunk)
 
 
 def load_class_names(path: Optional[str] = None) -> List[str]:
