@@ -80,7 +80,7 @@ import numpy as np
 import torch
 
 from graphmatch.structures import Regions
-from graphmatch.utils.io import atomic_path, fsync_dir
+from graphmatch.utils.io import NO_SPACE_ERRNOS, atomic_path, fsync_dir, write_bytes
 
 PathLike = Union[str, os.PathLike]
 
@@ -133,12 +133,9 @@ class StoreDiskFullError(StoreError):
     """A store file could not be written for lack of space; what was committed before is intact."""
 
 
-_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-
-
 def _is_no_space(e: BaseException) -> bool:
     """An ``OSError`` of a full disk, or an h5py error whose message reports one."""
-    if isinstance(e, OSError) and e.errno in _NO_SPACE_ERRNOS:
+    if isinstance(e, OSError) and e.errno in NO_SPACE_ERRNOS:
         return True
     text = str(e)
     return isinstance(e, (OSError, RuntimeError)) and (
@@ -850,7 +847,7 @@ def _write_file(path: Path, *, config: Mapping[str, Any], feature_dtype: str,
                 fill(h5)
                 h5.flush()
                 image = h5.id.get_file_image()
-            _write_bytes(path, image)
+            write_bytes(path, image, mode=0o644)
         else:
             guard = _GuardedFile(path)
             try:
@@ -863,22 +860,6 @@ def _write_file(path: Path, *, config: Mapping[str, Any], feature_dtype: str,
         if _is_no_space(e):
             raise OSError(errno.ENOSPC, f"cannot write {path}: no space left on device") from None
         raise
-
-
-def _write_bytes(path: Path, data: Any) -> None:
-    """Write ``data`` to a new file at ``path`` completely (or raise), and fsync it."""
-    view = memoryview(data).cast("B")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
-    try:
-        done = 0
-        while done < len(view):
-            n = os.write(fd, view[done:done + (64 << 20)])
-            if n <= 0:
-                raise OSError(errno.EIO, f"cannot write {path}: short write")
-            done += n
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_free_space(folder: Path, needed: int, what: str) -> None:

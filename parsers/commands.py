@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from graphmatch.structures import SceneGraph
-from graphmatch.utils.io import fsync_dir
+from graphmatch.utils.io import fsync_dir, os_error_text
 
 from .cache import ParseCache, empty_record, parse_records, record_to_scene_graph
 from .text import is_truncated, screen_caption
@@ -386,8 +386,7 @@ class _Output:
         except OSError as e:
             self._cut_back()
             code = e.errno or errno.EIO
-            what = ("no space left on device" if code in (errno.ENOSPC, errno.EDQUOT)
-                    else e.strerror or type(e).__name__)
+            what = os_error_text(e)
             kept = (f"the {self.records} complete records before them are kept" if self.records
                     else "no record was complete")
             raise ParseOutputError(code, f"{self.path}: {what} while writing records {first}-{last}; {kept}, "

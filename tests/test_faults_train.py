@@ -151,19 +151,19 @@ def test_disk_full_while_saving_checkpoint_is_one_clear_error(tiny_synthetic, em
     run = tmp_path / "run"
     args = cli_args(empty_cfg, tiny_synthetic, run, "train.checkpoint_every=0", "train.num_workers=0",
                     "train.max_steps_per_epoch=4")
-    real = ckpt._write_bytes
+    real = ckpt.write_bytes
     calls = {"last": 0}
 
-    def write(path, data):
+    def write(path, data, **kw):
         if path.parent.name.startswith(".last.") and path.name == "model.safetensors":
             calls["last"] += 1
             if calls["last"] == 2:  # the end-of-epoch-2 checkpoint
                 with open(path, "wb") as f:
                     f.write(data[: len(data) // 2])
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(path, data)
+        real(path, data, **kw)
 
-    monkeypatch.setattr(ckpt, "_write_bytes", write)
+    monkeypatch.setattr(ckpt, "write_bytes", write)
     assert main(["train", *args]) == 2
     err = capsys.readouterr().err.strip()
     last = run / "checkpoints" / "last"
@@ -173,7 +173,7 @@ def test_disk_full_while_saving_checkpoint_is_one_clear_error(tiny_synthetic, em
     assert json.loads((last / "state.json").read_text())["epoch"] == 1
     load_checkpoint(last)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "last"]
-    monkeypatch.setattr(ckpt, "_write_bytes", real)
+    monkeypatch.setattr(ckpt, "write_bytes", real)
     assert main(["train", *args, "--resume"]) == 0
     assert json.loads((last / "state.json").read_text())["epoch"] == 2 and log_epochs(run) == [1, 2]
 

@@ -45,7 +45,7 @@ from safetensors.torch import save as safetensors_bytes
 from graphmatch.config import ConfigError, ExperimentConfig, config_from_dict
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.utils.faults import fault_point
-from graphmatch.utils.io import fsync_dir, replace_dir
+from graphmatch.utils.io import NO_SPACE_ERRNOS, fsync_dir, os_error_text, replace_dir, write_bytes
 
 FORMAT = "graphmatch-checkpoint"
 VERSION = 1
@@ -76,17 +76,10 @@ def vocab_sha256(vocab: Vocabulary) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-
-
 def _write_error(path: Path, e: OSError, current: str) -> CheckpointWriteError:
     code = e.errno
-    if code == errno_mod.ENOSPC:
-        what = "no space left on device"
-    elif code == getattr(errno_mod, "EDQUOT", None):
-        what = "disk quota exceeded"
+    if code in NO_SPACE_ERRNOS:
+        what = os_error_text(e)
     else:
         what = e.strerror or str(e)
         if code is not None:
@@ -130,7 +123,7 @@ def save_checkpoint(
             files.append(("trainer.pt", lambda: _torch_bytes(trainer_state)))
         for name, make in files:
             current = name
-            _write_bytes(tmp / name, make())
+            write_bytes(tmp / name, make(), fsync=False)  # the tree is fsynced below
         current = "the new files (flushing them to disk)"
         _fsync_tree(tmp)
         fault_point("checkpoint_written", name=path.name, epoch=state.get("epoch"))

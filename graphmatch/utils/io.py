@@ -16,7 +16,38 @@ import numpy as np
 from graphmatch.utils.faults import fault_point
 
 PathLike = Union[str, os.PathLike]
-_NO_SPACE = {errno.ENOSPC: "no space left on device", getattr(errno, "EDQUOT", -1): "disk quota exceeded"}
+#: errno values of a full disk or an exhausted quota
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def os_error_text(e: OSError) -> str:
+    """What went wrong in a few words: ``"no space left on device"`` / ``"disk quota exceeded"``
+    for a full disk, else the system's message (or the exception's type name)."""
+    if e.errno == errno.ENOSPC:
+        return "no space left on device"
+    if e.errno in NO_SPACE_ERRNOS:
+        return "disk quota exceeded"
+    return e.strerror or type(e).__name__
+
+
+def write_bytes(path: PathLike, data: Any, *, fsync: bool = True, mode: int = 0o666) -> None:
+    """Write ``data`` (any buffer) to a new file at ``path`` completely, or raise ``OSError``.
+
+    Plain ``os.write`` calls in a loop, so a failed write (e.g. a full disk) is an ``OSError`` of
+    the system's errno; ``fsync`` flushes the file to disk; ``mode`` is less the umask."""
+    view = memoryview(data).cast("B")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        done = 0
+        while done < len(view):
+            n = os.write(fd, view[done:done + (64 << 20)])
+            if n <= 0:
+                raise OSError(errno.EIO, f"cannot write {path}: short write")
+            done += n
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _default_file_mode() -> int:
@@ -61,8 +92,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     except OSError as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        if e.errno in _NO_SPACE:  # otherwise a bare "[Errno 28] No space left on device" names no file
-            raise OSError(e.errno, f"cannot write {path}: {_NO_SPACE[e.errno]}; {path} is unchanged") from e
+        if e.errno in NO_SPACE_ERRNOS:  # otherwise a bare "[Errno 28] No space left on device" names no file
+            raise OSError(e.errno, f"cannot write {path}: {os_error_text(e)}; {path} is unchanged") from e
         raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
