@@ -1,9 +1,11 @@
-"""Command line: ``graphmatch {train,eval,demo,synth,check-data,list,parse,eval-parser,extract}``.
+"""Command line: ``graphmatch {train,eval,demo,synth,check-data,list}`` plus the sub-commands of other
+packages (``parse`` / ``eval-parser`` from ``parsers``, ``extract`` from ``detectors``), which plug in
+through the ``graphmatch.commands`` entry-point group: each entry point is a function
+``add_commands(subparsers)`` that adds its sub-parsers with ``set_defaults(func=handler)``.
 
-This module only parses arguments into calls of the library; all behaviour lives in the library.
-It is the one place that reaches into ``parsers`` and ``detectors``, and only inside functions:
-``import graphmatch.cli`` loads neither. The ``extract`` options are read by
-``detectors.extract`` when that command runs; spaCy is loaded only by ``parse`` and ``eval-parser``.
+This module only parses arguments into calls of the library (evaluation of a checkpoint is
+:func:`graphmatch.engine.evaluation.evaluate_checkpoint`); it imports nothing heavy before the
+arguments are read, so ``--help`` and argument errors are immediate.
 """
 from __future__ import annotations
 
@@ -13,10 +15,17 @@ import logging
 import sys
 import time
 import warnings
+from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "scan_synthetic.yaml"
+#: Where the command line's sub-commands of other packages come from.
+COMMANDS_ENTRY_POINT_GROUP = "graphmatch.commands"
+
+
+def demo_config_path() -> str:
+    """The demo config (package data: it is inside the installed package)."""
+    return str(resources.files("graphmatch") / "configs" / "scan_synthetic.yaml")
 
 
 def _print_json(obj: Any) -> None:
@@ -27,8 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from graphmatch.config import load_config
     from graphmatch.engine.train import train_experiment
 
-    cfg = load_config(args.config, args.set)
-    summary = train_experiment(cfg, resume=args.resume, progress=not args.quiet, regions=_open_regions(cfg.data.regions))
+    cfg = load_config(args.config, args.set, imports=args.imports)
+    summary = train_experiment(cfg, resume=args.resume, progress=not args.quiet)
     if summary["best_rsum"] is None:
         print(f"no epoch was trained (train.epochs={cfg.train.epochs}, {summary['epochs_done']} done)")
         return 0
@@ -46,79 +55,6 @@ def _print_run_files(output_dir: str) -> None:
           + (str(curves) if curves.is_file() else "not drawn (matplotlib is not installed)"))
 
 
-def _open_regions(path: Optional[str]) -> Any:
-    """The region source for ``data.regions`` (HDF5 store, BUTD TSV, precomp folder), or None."""
-    if not path:
-        return None
-    from detectors.readers import open_regions
-
-    return open_regions(path)
-
-
-def run_eval(checkpoint: str, data: Optional[str], split: str, *, fold5: bool = False, out: Optional[str] = None,
-             device: str = "auto", max_images: Optional[int] = None, progress: bool = True,
-             regions: Optional[str] = None) -> Dict[str, Any]:
-    """Evaluate a checkpoint on a split; write the JSON report; return it.
-
-    ``data`` / ``regions`` default to the checkpoint config's ``data.root`` / ``data.regions``;
-    ``regions=""`` reads the split's ``{split}_ims.npy``. ``max_images`` must be >= 1; with
-    ``fold5`` the number of images must be a multiple of 5 (checked before any encoding), the
-    report's protocol names the real fold size ("5-fold 1K" only for 1,000-image folds) and other
-    fold sizes print a warning to stderr.
-    """
-    if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
-        raise ValueError(f"--max-images must be >= 1, got {max_images!r}")
-    from graphmatch.engine.checkpoint import load_checkpoint, resolve_checkpoint_dir
-    from graphmatch.engine.evaluator import evaluate, read_hard_negatives
-    from graphmatch.engine.train import load_split, resolve_device
-    from graphmatch.utils.io import atomic_write_json
-
-    dev = resolve_device(device)
-    model, cfg, vocab, state = load_checkpoint(checkpoint, map_location=dev)
-    root = cfg.data.root = data or cfg.data.root
-    if regions is not None:  # "" reads <split>_ims.npy even when the training config named a region file
-        cfg.data.regions = regions or None
-    cfg.train.num_workers = 0
-    md = load_split(cfg, split, vocab, _open_regions(cfg.data.regions))
-    img_dim = getattr(getattr(model, "image_encoder", None), "img_dim", None)
-    if img_dim is not None and md.feature_dim != img_dim:
-        raise ValueError(f"split {split!r} of {root} has {md.feature_dim}-d region features; "
-                         f"the checkpoint expects {img_dim}")
-    images = None if max_images is None else list(range(min(max_images, md.n_images)))
-    protocol, fold_warning = "all", None
-    if fold5:
-        from graphmatch.metrics import fold_protocol
-
-        try:
-            protocol, fold_warning = fold_protocol(md.n_images if images is None else len(images), 5)
-        except ValueError as e:
-            raise ValueError(f"--fold5 on split {split!r} of {root}"
-                             + (f" (--max-images {max_images})" if max_images is not None else "") + f": {e}") from None
-        if fold_warning:
-            print(f"graphmatch eval: warning: --fold5: {fold_warning}", file=sys.stderr)
-    t0 = time.time()
-    metrics = evaluate(model, md, fold5=fold5, batch_size=cfg.eval.batch_size, img_chunk=cfg.eval.img_chunk,
-                       cap_chunk=cfg.eval.cap_chunk, device=dev, image_indices=images,
-                       hard_negatives=read_hard_negatives(root, split), progress=progress)
-    report = {
-        "checkpoint": str(resolve_checkpoint_dir(checkpoint)),
-        "data": str(root),
-        "split": split,
-        "protocol": protocol,
-        "n_images": md.n_images if images is None else len(images),
-        "n_captions": md.n_captions if images is None else int(sum(len(md.split.captions_of_image[i]) for i in images)),
-        "epoch": state.get("epoch"),
-        "seconds": round(time.time() - t0, 2),
-        "metrics": metrics,
-    }
-    if fold_warning:
-        report["warning"] = fold_warning
-    out_path = Path(out) if out else resolve_checkpoint_dir(checkpoint) / f"eval_{split}{'_fold5' if fold5 else ''}.json"
-    atomic_write_json(out_path, report)
-    report["report_path"] = str(out_path)
-    return report
-
-
 def _print_report(report: Dict[str, Any]) -> None:
     from graphmatch.metrics import format_metrics_table
 
@@ -133,8 +69,11 @@ def _print_report(report: Dict[str, Any]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    report = run_eval(args.checkpoint, args.data, args.split, fold5=args.fold5, out=args.out, device=args.device,
-                      max_images=args.max_images, progress=not args.quiet, regions=args.regions)
+    from graphmatch.engine.evaluation import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, args.data, args.split, fold5=args.fold5, out=args.out,
+                                 device=args.device, max_images=args.max_images, progress=not args.quiet,
+                                 regions=args.regions, imports=args.imports)
     if args.json:
         _print_json(report)
     else:
@@ -150,16 +89,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = [f"output_dir={out}", f"data.root={args.data}", *args.set]
     if args.minutes is not None:
         overrides.append(f"train.max_minutes={args.minutes}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config or demo_config_path(), overrides)
     print(f"graphmatch demo: SCAN (t2i) on SYNTHETIC scenes in {cfg.data.root} -> {cfg.output_dir}")
     t0 = time.time()
-    summary = train_experiment(cfg, progress=not args.quiet, regions=_open_regions(cfg.data.regions))
+    summary = train_experiment(cfg, progress=not args.quiet)
     if summary["best_rsum"] is None:
         raise ValueError(f"no epoch was trained (train.epochs={cfg.train.epochs})")
     print(f"trained {summary['epochs_done']} epochs in {(time.time() - t0) / 60:.1f} min; "
           f"best validation rsum {summary['best_rsum']:.1f} (epoch {summary['best_epoch']})")
-    report = run_eval(summary["best_checkpoint"], cfg.data.root, cfg.data.test_split, device=cfg.train.device,
-                      progress=not args.quiet)
+    from graphmatch.engine.evaluation import evaluate_checkpoint
+
+    report = evaluate_checkpoint(summary["best_checkpoint"], cfg.data.root, cfg.data.test_split,
+                                 device=cfg.train.device, progress=not args.quiet)
     _print_report(report)
     print(f"checkpoint: {summary['best_checkpoint']}")
     _print_run_files(cfg.output_dir)
@@ -198,102 +139,29 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from graphmatch.registry import list_all
+    from graphmatch.catalog import list_all
+    from graphmatch.plugins import import_plugins, load_entry_points
 
-    for module in ("detectors", "parsers.parser"):  # their imports register extractors and parsers
-        try:
-            __import__(module)
-        except ImportError as e:
-            print(f"({module} not importable: {e})", file=sys.stderr)
+    import_plugins(list(args.imports))
+    for name, reason in load_entry_points().items():
+        print(f"(plug-in {name} not loaded: {reason})", file=sys.stderr)
     for kind, names in list_all().items():
         print(f"{kind}: {', '.join(names) if names else '(none)'}")
     return 0
 
 
-def _parse_cache(args: argparse.Namespace, parser: Any) -> Any:
-    """The parse cache for ``parse``: ``--cache DIR``, else ``$GRAPHMATCH_CACHE/parses``, else
-    ``~/.cache/graphmatch/parses``; ``None`` with ``--no-cache``."""
-    from parsers.cache import ParseCache
+def add_plugin_commands(sub: Any) -> List[str]:
+    """Add the sub-commands of the ``graphmatch.commands`` entry points; returns the problems of
+    entry points that could not be loaded (their commands are then missing)."""
+    from importlib.metadata import entry_points
 
-    if args.no_cache:
-        return None
-    return ParseCache.for_parser(parser, args.cache)
-
-
-def cmd_parse(args: argparse.Namespace) -> int:
-    from parsers.commands import make_parser, parse_file
-
-    if not Path(args.captions).is_file():
-        raise FileNotFoundError(f"captions file not found: {args.captions}")
-    parser = make_parser(args.model, args.batch_size)
-    cache = _parse_cache(args, parser)
-
-    def warn(msg: str) -> None:
-        from graphmatch.utils.progress import write
-
-        write(f"graphmatch parse: warning: {msg}", file=sys.stderr)
-
-    try:
-        s = parse_file(args.captions, args.out, parser=parser, batch_size=args.batch_size, cache=cache,
-                       strict=args.strict, overwrite=args.overwrite, chunk_size=args.chunk_size,
-                       max_chars=args.max_chars, progress=not args.quiet, on_warning=warn)
-    except KeyboardInterrupt:
-        print(f"interrupted; every complete record in {args.out} is kept (run the same command again "
-              f"to continue)", file=sys.stderr)
-        return 130
-    finally:
-        if cache is not None:
-            cache.close()
-    if args.json:
-        _print_json(s)
-        return 0
-    if not s["written"] and s["resumed_from"] == s["lines"]:
-        print(f"{s['output']}: already complete ({s['lines']} records)")
-        return 0
-    resumed = f", {s['resumed_from']} kept from an earlier run" if s["resumed_from"] else ""
-    rate = f" ({s['captions_per_s']:.0f} captions/s)" if s["captions_per_s"] else ""
-    print(f"{s['output']}: {s['lines']} records{resumed}; {s['written']} written in {s['seconds']:.1f} s{rate}; "
-          f"{s['parsed']} captions parsed, {s['from_cache']} from the cache")
-    if s["notes"]:
-        print("notes: " + ", ".join(f"{n} {k}" for k, n in sorted(s["notes"].items())))
-    if s["warnings"]:
-        print(f"{s['warnings']} problem lines (see the warnings)")
-    return 0
-
-
-def cmd_eval_parser(args: argparse.Namespace) -> int:
-    from parsers.commands import evaluate_parser, format_eval_table
-
-    try:
-        report = evaluate_parser(args.gold, model=args.model, baseline=args.baseline, limit=args.limit,
-                                 batch_size=args.batch_size)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(format_eval_table(report))
-    return 0
-
-
-def cmd_extract(args: argparse.Namespace) -> int:
-    """The extract options are defined by ``detectors.extract`` and parsed here, so that other
-    commands never import ``detectors``."""
-    from detectors.extract import add_extract_arguments, run_extract
-
-    ex = argparse.ArgumentParser(prog="graphmatch extract", description=EXTRACT_HELP)
-    add_extract_arguments(ex)
-    return run_extract(ex.parse_args(args.extract_args))
-
-
-EXTRACT_HELP = ("extract Faster R-CNN region features of a folder of images into an HDF5 store (resumable, "
-                "sharded with torchrun); `graphmatch extract -h` lists the options")
-
-
-def _add_extract_parser(sub: Any) -> None:
-    ex = sub.add_parser("extract", help=EXTRACT_HELP, add_help=False)
-    ex.set_defaults(func=cmd_extract, extract_args=[])
+    problems = []
+    for ep in sorted(entry_points(group=COMMANDS_ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as e:  # one broken plug-in must not take the whole command line down
+            problems.append(f"commands of {ep.name} ({ep.value}) not available: {type(e).__name__}: {e}")
+    return problems
 
 
 def _positive_int(text: str) -> int:
@@ -303,6 +171,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="import a plug-in (a .py file or a module name) that registers components, before "
+                   "anything is built (repeatable; also 'imports:' in the config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphmatch", description="Graph-based fine-grained image-sentence matching.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -310,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config", help="YAML config file (see experiments/configs/)")
+    _add_import(t)
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-4")
     t.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -317,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a checkpoint (retrieval R@K, rsum, medr/meanr)")
     e.add_argument("checkpoint", help="checkpoint folder (or a run folder: uses checkpoints/best)")
+    _add_import(e)
     e.add_argument("--data", help="precomp data folder (default: the one in the checkpoint's config)")
     e.add_argument("--regions", help="region file (HDF5 store, BUTD TSV) keyed by <split>_ids.txt, instead of "
                    "<split>_ims.npy (default: the checkpoint config's data.regions; '' for <split>_ims.npy)")
@@ -334,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate SYNTHETIC data, train SCAN for a few minutes on CPU, evaluate")
     d.add_argument("--data", default="data/synthetic", help="where the synthetic data lives / is generated")
     d.add_argument("--out", help="run folder (default: runs/demo-<timestamp>)")
-    d.add_argument("--config", default=str(DEMO_CONFIG))
+    d.add_argument("--config", help="config file (default: the package's scan_synthetic.yaml)")
     d.add_argument("--minutes", type=float, help="training time limit (default: the config's)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     d.add_argument("--quiet", action="store_true")
@@ -366,40 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     cd.set_defaults(func=cmd_check_data)
 
     ls = sub.add_parser("list", help="list registered matchers, encoders, GNN layers, ...")
+    _add_import(ls)
     ls.set_defaults(func=cmd_list)
 
-    pa = sub.add_parser("parse", help="parse a captions file (one per line) into scene graphs (JSONL, resumable)")
-    pa.add_argument("captions", help="UTF-8 text file, one caption per line")
-    pa.add_argument("--out", required=True, help="output JSONL, one record per input line; an existing "
-                    "partial file is continued")
-    pa.add_argument("--model", help="spaCy model (default: the parser's)")
-    pa.add_argument("--batch-size", type=_positive_int, help="captions per spaCy batch (default: the parser's, 256)")
-    pa.add_argument("--cache", metavar="DIR", help="parse cache folder (default: $GRAPHMATCH_CACHE/parses, "
-                    "else ~/.cache/graphmatch/parses)")
-    pa.add_argument("--no-cache", action="store_true", help="neither read nor write the parse cache")
-    pa.add_argument("--strict", action="store_true", help="stop with an error at a line that cannot be parsed "
-                    "(invalid UTF-8, too long, parser failure) instead of writing an empty graph")
-    pa.add_argument("--overwrite", action="store_true", help="start over instead of continuing --out")
-    pa.add_argument("--chunk-size", type=_positive_int, default=1024, help="lines per write + fsync (default 1024)")
-    pa.add_argument("--max-chars", type=_positive_int, default=None,
-                    help="lines longer than this are not parsed (empty graph with a note); default: every line "
-                    "is parsed, captions over 20,000 characters truncated with a warning")
-    pa.add_argument("--json", action="store_true", help="print the summary as JSON")
-    pa.add_argument("--quiet", action="store_true", help="no progress bar")
-    pa.set_defaults(func=cmd_parse)
-
-    ep = sub.add_parser("eval-parser", help="score the scene-graph parser against gold graphs (P/R/F1, speed)")
-    ep.add_argument("--gold", required=True, help="gold JSONL (FACTUAL form: caption, objects, attributes, "
-                    "relations)")
-    ep.add_argument("--baseline", choices=("sng",), help="also run sng_parser (SceneGraphParser) on the same "
-                    "captions")
-    ep.add_argument("--model", help="spaCy model for both parsers (default: the parser's)")
-    ep.add_argument("--limit", type=int, help="first N gold records only")
-    ep.add_argument("--batch-size", type=_positive_int, help="captions per spaCy batch")
-    ep.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    ep.set_defaults(func=cmd_eval_parser)
-
-    _add_extract_parser(sub)
+    problems = add_plugin_commands(sub)
+    p.set_defaults(plugin_problems=problems)
     return p
 
 
@@ -410,13 +257,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # torch-geometric triggers this on import with recent torch; it is not actionable for users
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "extract":
-        args.extract_args = rest
-    elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    for problem in getattr(args, "plugin_problems", []):
+        print(f"graphmatch: warning: {problem}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except (OSError, ValueError, RuntimeError, ArithmeticError) as e:

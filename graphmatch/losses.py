@@ -9,15 +9,26 @@ never treated as negatives of that image. An image may also match no caption (an
 
 Notation: ``p(c)`` is the image of caption ``c`` and ``P = {(p(c), c)}`` is the set of positive
 pairs, one per caption.
+
+Losses are registered in :data:`LOSSES` and selected by ``train.loss`` (``name`` plus the loss's
+own keys, e.g. ``{name: contrastive, margin: 0.2, max_violation: true}`` or
+``{name: infonce, temperature: 0.05}``); :func:`build_loss` builds one from that section.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["ContrastiveLoss", "InfoNCELoss", "validate_positive_mask"]
+from graphmatch.options import option
+from graphmatch.registry import Registry
+
+__all__ = ["LOSSES", "ContrastiveLoss", "InfoNCELoss", "build_loss", "validate_positive_mask"]
+
+#: Training losses by name (``train.loss.name``).
+LOSSES = Registry("loss", "losses")
 
 
 def validate_positive_mask(
@@ -78,6 +89,24 @@ def validate_positive_mask(
     return mask, image_of_caption
 
 
+@dataclass
+class ContrastiveConfig:
+    """Config keys of the ``contrastive`` loss (``train.loss``)."""
+
+    margin: float = option(0.2, lo=0, note="0: a positive must only score above its negatives")
+    max_violation: bool = True
+    reduction: str = option("sum", choices=("sum", "mean"))
+    warmup_epochs: int = option(0, lo=0, note="0: no warm-up")
+
+
+@dataclass
+class InfoNCEConfig:
+    """Config keys of the ``infonce`` loss (``train.loss``)."""
+
+    temperature: float = option(0.05, lo=0, lo_open=True)
+
+
+@LOSSES.register("contrastive", config=ContrastiveConfig)
 class ContrastiveLoss(nn.Module):
     r"""Hinge-based triplet ranking loss of VSE++ (Faghri et al., 2018) as used by SCAN.
 
@@ -194,6 +223,7 @@ class ContrastiveLoss(nn.Module):
         return total / n_cap if self.reduction == "mean" else total
 
 
+@LOSSES.register("infonce", config=InfoNCEConfig)
 class InfoNCELoss(nn.Module):
     r"""Symmetric InfoNCE (cross-entropy) loss over a batch similarity matrix.
 
@@ -251,3 +281,8 @@ class InfoNCELoss(nn.Module):
         pos_ll = log_p_cap.masked_fill(~mask, 0).sum(dim=1)
         loss_i2t = -(pos_ll[has_pos] / n_pos[has_pos]).mean()
         return 0.5 * (loss_t2i + loss_i2t)
+
+
+def build_loss(section: Any) -> nn.Module:
+    """The loss named by a ``train.loss`` config section (``.name``, ``.kwargs()``)."""
+    return LOSSES.resolve(section.name)(**section.kwargs())

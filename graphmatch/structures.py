@@ -6,8 +6,12 @@
   the objects, their attributes and the relations between them, each with the token span it
   comes from (so node features can be read off a contextual text encoder's word states).
 
-Both are plain containers with shape validation; graph builders in :mod:`graphmatch.graphs` turn
-them into PyG ``Data`` objects.
+* :class:`NodeEmb` — what an encoder gives a matcher: padded node embeddings of a batch of graphs,
+  with, where the matcher needs them, the graphs' dense adjacency, edge features and a pooled
+  global vector.
+
+These are plain containers with shape validation; graph builders in :mod:`graphmatch.graphs` turn
+regions and scene graphs into PyG ``Data`` objects.
 """
 from __future__ import annotations
 
@@ -135,6 +139,16 @@ class SGRelation:
     span: Span
 
 
+#: The fields of a scene-graph record (:meth:`SceneGraph.to_record`), in the order it writes them.
+RECORD_FIELDS = ("text", "tokens", "offsets", "objects", "attributes", "relations", "lemmas", "heads", "deps",
+                 "note")
+#: Fields a record must have; the others are left out when the graph has no value for them.
+RECORD_REQUIRED = ("tokens", "objects", "attributes", "relations")
+_OBJECT_FIELDS = ("name", "span", "head", "lemma", "quantity")
+_ATTRIBUTE_FIELDS = ("object", "value", "span")
+_RELATION_FIELDS = ("subject", "predicate", "object", "span")
+
+
 @dataclass
 class SceneGraph:
     """The scene graph of one caption.
@@ -144,6 +158,23 @@ class SceneGraph:
     Optional token-level analyses (same length as ``tokens``) let graph builders work without the
     parser: ``lemmas``; ``heads`` (index of each token's syntactic head, the token itself for a
     root) and ``deps`` (dependency labels).
+
+    ``text`` is the caption the graph was parsed from, exactly as given to the parser, and
+    ``offsets`` the ``[start, end)`` character offsets of each token in ``text`` (one per token,
+    in text order). They tie the parser's tokens to any other tokenisation of the same caption
+    (e.g. the vocabulary's), so that token spans can be carried over. A parser that cleans a
+    caption before tokenising it (markup, entities, spacing) still gives offsets into the
+    original text; a token then need not equal ``text[start:end]``.
+
+    Serialised one way: :meth:`to_record` / :meth:`from_record` (the JSON object of a parse cache
+    entry, a ``graphmatch parse`` output line and a parse sidecar line). :meth:`to_dict` is not a
+    serialisation but the normalised tuple form that parser evaluation compares.
+
+    Raises:
+        ValueError: on construction, naming the field (as in a record: ``objects[2].span``) of a
+            span outside the tokens, an index outside the objects or tokens, a token analysis or
+            ``offsets`` of the wrong length, offsets outside ``text`` or out of order, or offsets
+            without ``text``.
     """
 
     tokens: List[str]
@@ -154,6 +185,8 @@ class SceneGraph:
     lemmas: Optional[List[str]] = None
     heads: Optional[List[int]] = None
     deps: Optional[List[str]] = None
+    text: Optional[str] = None
+    offsets: Optional[List[Span]] = None
 
     def __post_init__(self) -> None:
         n_tok, n_obj = len(self.tokens), len(self.objects)
@@ -161,31 +194,156 @@ class SceneGraph:
         def check_span(span: Span, what: str) -> None:
             s, e = span
             if not (0 <= s <= e <= n_tok):
-                raise ValueError(f"SceneGraph: {what} span {span} is outside the {n_tok} tokens")
+                raise ValueError(f"SceneGraph: {what} span {list(span)} is outside the {n_tok} tokens")
 
         for i, o in enumerate(self.objects):
-            check_span(o.span, f"object {i} ({o.name!r})")
-        for a in self.attributes:
+            check_span(o.span, f"objects[{i}] ({o.name!r})")
+        for j, a in enumerate(self.attributes):
             if not 0 <= a.object < n_obj:
-                raise ValueError(f"SceneGraph: attribute {a.value!r} refers to object {a.object} of {n_obj}")
-            check_span(a.span, f"attribute {a.value!r}")
+                raise ValueError(f"SceneGraph: attributes[{j}] ({a.value!r}) refers to object {a.object} "
+                                 f"of {n_obj}")
+            check_span(a.span, f"attributes[{j}] ({a.value!r})")
         for name in ("lemmas", "heads", "deps"):
             v = getattr(self, name)
             if v is not None and len(v) != n_tok:
                 raise ValueError(f"SceneGraph: {name} has {len(v)} entries for {n_tok} tokens")
-        if self.heads is not None and any(not 0 <= h < n_tok for h in self.heads):
-            raise ValueError("SceneGraph: heads must index tokens")
-        for r in self.relations:
+        if self.heads is not None:
+            bad = next((k for k, h in enumerate(self.heads) if not 0 <= h < n_tok), None)
+            if bad is not None:
+                raise ValueError(f"SceneGraph: heads[{bad}] = {self.heads[bad]} must index tokens (0..{n_tok - 1})")
+        for k, r in enumerate(self.relations):
             if not (0 <= r.subject < n_obj and 0 <= r.object < n_obj):
-                raise ValueError(
-                    f"SceneGraph: relation {r.predicate!r} refers to objects ({r.subject}, {r.object}) of {n_obj}"
-                )
-            check_span(r.span, f"relation {r.predicate!r}")
+                raise ValueError(f"SceneGraph: relations[{k}] ({r.predicate!r}) refers to objects "
+                                 f"({r.subject}, {r.object}) of {n_obj}")
+            check_span(r.span, f"relations[{k}] ({r.predicate!r})")
+        if self.text is not None and not isinstance(self.text, str):
+            raise ValueError(f"SceneGraph: text must be a str, got {type(self.text).__name__}")
+        if self.offsets is not None:
+            if self.text is None:
+                raise ValueError("SceneGraph: offsets are character offsets into text, but text is None")
+            if len(self.offsets) != n_tok:
+                raise ValueError(f"SceneGraph: offsets has {len(self.offsets)} entries for {n_tok} tokens "
+                                 "(one [start, end] per token)")
+            self.offsets = [(int(s), int(e)) for s, e in self.offsets]
+            n_chars, prev = len(self.text), 0
+            for k, (s, e) in enumerate(self.offsets):
+                if not 0 <= s <= e <= n_chars:
+                    raise ValueError(f"SceneGraph: offsets[{k}] [{s}, {e}] of token {self.tokens[k]!r} is outside "
+                                     f"the text ({n_chars} characters)")
+                if s < prev:
+                    raise ValueError(f"SceneGraph: offsets[{k}] [{s}, {e}] starts before offsets[{k - 1}]; "
+                                     "token offsets must be in text order")
+                prev = s
+
+    # ------------------------------------------------------------------ the record form
+    def to_record(self) -> Dict[str, Any]:
+        """The JSON-safe record of this graph, from which :meth:`from_record` rebuilds it exactly::
+
+            {"text": caption, "tokens": [...], "offsets": [[start_char, end_char], ...],
+             "objects": [{"name", "span": [s, e], "head", "lemma", "quantity"?}],
+             "attributes": [{"object", "value", "span"}],
+             "relations": [{"subject", "predicate", "object", "span"}],
+             "lemmas"?, "heads"?, "deps"?, "note"?}
+
+        Spans index ``tokens``; ``offsets`` index ``text``. Keys are written in the order of
+        :data:`RECORD_FIELDS`; ``text``, ``offsets``, ``quantity``, ``lemmas``, ``heads``, ``deps``
+        and ``note`` are left out where the graph has none (``None``).
+        """
+        rec: Dict[str, Any] = {}
+        if self.text is not None:
+            rec["text"] = self.text
+        rec["tokens"] = list(self.tokens)
+        if self.offsets is not None:
+            rec["offsets"] = [[int(s), int(e)] for s, e in self.offsets]
+        objects = []
+        for o in self.objects:
+            d: Dict[str, Any] = {"name": o.name, "span": [int(o.span[0]), int(o.span[1])], "head": o.head,
+                                 "lemma": o.lemma}
+            if o.quantity is not None:
+                d["quantity"] = o.quantity
+            objects.append(d)
+        rec["objects"] = objects
+        rec["attributes"] = [{"object": int(a.object), "value": a.value, "span": [int(a.span[0]), int(a.span[1])]}
+                             for a in self.attributes]
+        rec["relations"] = [{"subject": int(r.subject), "predicate": r.predicate, "object": int(r.object),
+                             "span": [int(r.span[0]), int(r.span[1])]} for r in self.relations]
+        if self.lemmas is not None:
+            rec["lemmas"] = list(self.lemmas)
+        if self.heads is not None:
+            rec["heads"] = [int(h) for h in self.heads]
+        if self.deps is not None:
+            rec["deps"] = list(self.deps)
+        if self.note is not None:
+            rec["note"] = self.note
+        return rec
+
+    @classmethod
+    def from_record(cls, record: Any, *, where: Optional[str] = None) -> "SceneGraph":
+        """Rebuild a :class:`SceneGraph` from its record (:meth:`to_record`).
+
+        Args:
+            record: the decoded JSON object.
+            where: where the record comes from, put in front of error messages
+                (``"data/train_graphs.jsonl:12"``).
+
+        Raises:
+            ValueError: the record is not an object, lacks a required field
+                (:data:`RECORD_REQUIRED`), has an unknown field, a field of the wrong type, or
+                values that do not fit together (a span outside the tokens, offsets of the wrong
+                length ...). The message names the field, e.g. ``objects[2].span``, and what is
+                wrong with it.
+        """
+        at = f"{where}: " if where else ""
+        if not isinstance(record, dict):
+            raise ValueError(f"{at}a scene-graph record must be a JSON object, got {_json_type(record)}")
+        _check_fields(record, RECORD_FIELDS, "", at)
+        for key in RECORD_REQUIRED:
+            if key not in record:
+                raise ValueError(f"{at}scene-graph record has no {key!r} field (required: "
+                                 f"{', '.join(RECORD_REQUIRED)})")
+        get = _RecordReader(record, at)
+        objects = []
+        for i, o in enumerate(get.list("objects")):
+            f = f"objects[{i}]"
+            item = get.item(o, f, _OBJECT_FIELDS, ("name", "span"))
+            objects.append(SGObject(name=get.str(item, "name", f), span=get.span(item, "span", f),
+                                    head=get.opt_str(item, "head", f), lemma=get.opt_str(item, "lemma", f),
+                                    quantity=get.opt_str(item, "quantity", f)))
+        attributes = []
+        for j, a in enumerate(get.list("attributes")):
+            f = f"attributes[{j}]"
+            item = get.item(a, f, _ATTRIBUTE_FIELDS, _ATTRIBUTE_FIELDS)
+            attributes.append(SGAttribute(object=get.int(item, "object", f), value=get.str(item, "value", f),
+                                          span=get.span(item, "span", f)))
+        relations = []
+        for k, r in enumerate(get.list("relations")):
+            f = f"relations[{k}]"
+            item = get.item(r, f, _RELATION_FIELDS, _RELATION_FIELDS)
+            relations.append(SGRelation(subject=get.int(item, "subject", f), predicate=get.str(item, "predicate", f),
+                                        object=get.int(item, "object", f), span=get.span(item, "span", f)))
+        offsets = record.get("offsets")
+        try:
+            return cls(
+                tokens=get.str_list("tokens"), objects=objects, attributes=attributes, relations=relations,
+                note=get.opt_str(record, "note"), lemmas=get.str_list("lemmas", optional=True),
+                heads=get.int_list("heads"), deps=get.str_list("deps", optional=True),
+                text=get.opt_str(record, "text"),
+                offsets=None if offsets is None else [get.span(offsets, k, "offsets") for k in range(
+                    len(get.list("offsets")))],
+            )
+        except ValueError as e:
+            msg = str(e)
+            if msg.startswith("SceneGraph: "):
+                msg = msg[len("SceneGraph: "):]
+            raise ValueError(f"{at}scene-graph record: {msg}") from None
 
     def to_dict(self) -> Dict[str, Any]:
-        """The normalised record form, as in FACTUAL-style JSONL records: ``objects`` (unique
-        lemmatised names), ``attributes`` ``[object, value]`` and ``relations``
-        ``[subject, predicate, object]``, each sorted and without duplicates."""
+        """The normalised tuple form that parser evaluation compares, as in FACTUAL-style gold
+        JSONL records: ``objects`` (unique lemmatised names), ``attributes`` ``[object, value]`` and
+        ``relations`` ``[subject, predicate, object]``, each sorted and without duplicates.
+
+        Not a serialisation: tokens, spans, offsets, quantities, duplicates and node order are
+        lost. Use :meth:`to_record` / :meth:`from_record` to store a graph."""
         names = [o.lemma or o.name for o in self.objects]
         return {
             "objects": sorted(set(names)),
@@ -209,3 +367,128 @@ class SceneGraph:
             g.add_edge(("object", r.subject), ("relation", k), kind="subject")
             g.add_edge(("relation", k), ("object", r.object), kind="object")
         return g
+
+
+# --------------------------------------------------------------------------------------------
+# node embeddings
+# --------------------------------------------------------------------------------------------
+
+_NODE_FIELDS = ("x", "mask", "adj", "edge_attr", "pooled")
+
+
+@dataclass
+class NodeEmb:
+    """Padded node embeddings of a batch of ``B`` graphs, what :meth:`Matcher.score
+    <graphmatch.models.Matcher.score>` takes for each side.
+
+    Attributes:
+        x: float ``[B, N, D]`` node embeddings; padding rows are zero and never change a score.
+        mask: bool ``[B, N]``, True for a real node.
+        adj: optional ``[B, N, N]`` dense adjacency, ``adj[b, i, j]`` = weight of the edge
+            ``j -> i`` (0 where there is none; padding rows and columns are 0).
+        edge_attr: optional ``[B, N, N, F]`` dense edge features aligned with ``adj``.
+        pooled: optional ``[B, D']`` global vector of each graph (VSE-style scoring, the first
+            stage of two-stage retrieval).
+
+    A ``NodeEmb`` is sliced along the batch axis (``emb[2:5]``, ``emb[index_tensor]``), trimmed
+    (:meth:`trim`: node columns after the last real node of any row dropped, for faster scoring),
+    concatenated with different ``N`` (:meth:`cat` pads), and moved (:meth:`to`).
+    """
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    adj: Optional[torch.Tensor] = None
+    edge_attr: Optional[torch.Tensor] = None
+    pooled: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, torch.Tensor) or self.x.dim() < 2:
+            shape = tuple(self.x.shape) if isinstance(self.x, torch.Tensor) else type(self.x).__name__
+            raise ValueError(f"NodeEmb.x must be a tensor [B, N, ...], got {shape}")
+        if not isinstance(self.mask, torch.Tensor) or self.mask.dtype != torch.bool:
+            kind = self.mask.dtype if isinstance(self.mask, torch.Tensor) else type(self.mask).__name__
+            raise ValueError(f"NodeEmb.mask must be a bool tensor, got {kind}")
+        b, n = self.x.shape[:2]
+        if tuple(self.mask.shape) != (b, n):
+            raise ValueError(f"NodeEmb.mask has shape {tuple(self.mask.shape)} but x has shape "
+                             f"{tuple(self.x.shape)}; expected {(b, n)}")
+        if self.adj is not None and tuple(self.adj.shape) != (b, n, n):
+            raise ValueError(f"NodeEmb.adj has shape {tuple(self.adj.shape)}; expected {(b, n, n)}")
+        if self.edge_attr is not None and tuple(self.edge_attr.shape[:3]) != (b, n, n):
+            raise ValueError(f"NodeEmb.edge_attr has shape {tuple(self.edge_attr.shape)}; expected {(b, n, n)} + (F,)")
+        if self.pooled is not None and self.pooled.shape[0] != b:
+            raise ValueError(f"NodeEmb.pooled has {self.pooled.shape[0]} rows for {b} graphs")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_nodes(self) -> int:
+        """The padded node axis ``N``."""
+        return int(self.x.shape[1])
+
+    def _map(self, fn: Any) -> "NodeEmb":
+        return NodeEmb(*(None if getattr(self, k) is None else fn(k, getattr(self, k)) for k in _NODE_FIELDS))
+
+    def __getitem__(self, index: Any) -> "NodeEmb":
+        """Graphs ``index`` (an int keeps the batch axis: ``emb[3]`` has ``B = 1``)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return self._map(lambda k, t: t[index])
+
+    def to(self, device: Any, non_blocking: bool = False) -> "NodeEmb":
+        return self._map(lambda k, t: t.to(device, non_blocking=non_blocking))
+
+    def trim(self) -> "NodeEmb":
+        """Drop the node columns after the last real node of any row (at least one column stays,
+        so a score function never sees an empty node axis). Masks with holes are handled: only
+        trailing all-padding columns go."""
+        n = self.num_nodes
+        if n == 0:
+            return self
+        positions = torch.arange(1, n + 1, device=self.mask.device)
+        last = int((self.mask.to(positions.dtype) * positions).amax()) if self.mask.numel() else 0
+        keep = max(1, last)
+        if keep >= n:
+            return self
+
+        def cut(k: str, t: torch.Tensor) -> torch.Tensor:
+            if k in ("x", "mask"):
+                return t[:, :keep]
+            if k in ("adj", "edge_attr"):
+                return t[:, :keep, :keep]
+            return t
+
+        return self._map(cut)
+
+    @staticmethod
+    def cat(parts: Sequence["NodeEmb"]) -> "NodeEmb":
+        """Concatenate along the batch axis, padding the node axis to the longest part. Optional
+        fields must be present in all parts or in none."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("NodeEmb.cat: nothing to concatenate")
+        n = max(p.num_nodes for p in parts)
+        pad = torch.nn.functional.pad
+        out: Dict[str, Any] = {}
+        for k in _NODE_FIELDS:
+            have = [getattr(p, k) is not None for p in parts]
+            if not any(have):
+                out[k] = None
+                continue
+            if not all(have):
+                raise ValueError(f"NodeEmb.cat: field {k!r} is set in some parts and not in others")
+            ts = []
+            for p in parts:
+                t, m = getattr(p, k), n - p.num_nodes
+                if k == "x":
+                    t = pad(t, (0, 0) * (t.dim() - 2) + (0, m))
+                elif k == "mask":
+                    t = pad(t, (0, m), value=False)
+                elif k == "adj":
+                    t = pad(t, (0, m, 0, m))
+                elif k == "edge_attr":
+                    t = pad(t, (0, 0, 0, m, 0, m))
+                ts.append(t)
+            out[k] = torch.cat(ts)
+        return NodeEmb(**out)

@@ -1,42 +1,47 @@
-"""Encoders: image side (region features) and text side (word embeddings + RNN).
+"""Encoders: image side (region features) and text side (word embeddings + RNN), registered in
+:data:`ENCODERS`, and :func:`build_encoder`.
 
-``build_image_encoder`` / ``build_text_encoder`` turn a :class:`~graphmatch.config.ModelConfig`
-into encoder modules; the classes themselves take plain keyword arguments.
+An encoder maps a PyG ``Batch`` of graphs to :class:`~graphmatch.structures.NodeEmb`. Its config
+section is ``name`` plus its own keys; the builder passes what the data decides, to the encoders
+whose ``__init__`` takes it: ``embed_dim``, ``img_dim`` (region feature size), ``vocab`` /
+``vocab_size``. An encoder with a ``load_pretrained()`` method gets it called when a model is built
+for training (word vectors, pretrained weights), not when a checkpoint is rebuilt.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
 from torch import nn
 
 from graphmatch.encoders.image import PrecompRegionEncoder
+from graphmatch.encoders.registry import ENCODERS
 from graphmatch.encoders.text import BiGRUTextEncoder, load_word_vectors
-from graphmatch.registry import ENCODERS
+from graphmatch.registry import accepted_kwargs
 
 log = logging.getLogger(__name__)
 
 
-def build_image_encoder(cfg: Any, *, img_dim: int) -> nn.Module:
-    """Image encoder named by ``cfg.image.name`` for features of size ``img_dim``."""
-    c = cfg.image
-    return ENCODERS.resolve(c.name)(img_dim=img_dim, embed_dim=cfg.embed_dim, no_imgnorm=c.no_imgnorm)
+def build_encoder(section: Any, *, embed_dim: int, img_dim: Optional[int] = None, vocab: Any = None,
+                  pretrained: bool = True, gnn: Any = None, edge_dim: Optional[int] = None) -> nn.Module:
+    """The encoder named by ``section`` (a config component section: ``.name`` and ``.kwargs()``),
+    followed by the GNN stack ``gnn`` (a ``model.*_gnn`` section) when given."""
+    cls = ENCODERS.resolve(section.name)
+    available = {"embed_dim": embed_dim}
+    if img_dim is not None:
+        available["img_dim"] = img_dim
+    if vocab is not None:
+        available.update(vocab=vocab, vocab_size=len(vocab))
+    kwargs = section.kwargs()
+    kwargs.update(accepted_kwargs(cls, available))
+    enc = cls(**kwargs)
+    if pretrained and hasattr(enc, "load_pretrained"):
+        enc.load_pretrained()
+    if gnn is not None:
+        from graphmatch.encoders.graph import GraphEncoder, build_gnn_stack
 
-
-def build_text_encoder(cfg: Any, *, vocab: Any) -> nn.Module:
-    """Text encoder named by ``cfg.text.name``; loads ``cfg.text.word_vectors`` when set."""
-    c = cfg.text
-    enc = ENCODERS.resolve(c.name)(
-        vocab_size=len(vocab), word_dim=c.word_dim, embed_dim=cfg.embed_dim, num_layers=c.num_layers,
-        bidirectional=c.bidirectional, dropout=c.dropout, no_txtnorm=c.no_txtnorm,
-    )
-    if c.word_vectors:
-        vectors, found = load_word_vectors(c.word_vectors, vocab.words, dim=c.word_dim)
-        n = enc.init_word_vectors(vectors, found, freeze=c.freeze_word_vectors)
-        log.info("word vectors: %d of %d vocabulary words found in %s", n, len(vocab), c.word_vectors)
+        enc = GraphEncoder(enc, build_gnn_stack(gnn, dim=embed_dim, edge_dim=edge_dim))
     return enc
 
 
-__all__ = [
-    "PrecompRegionEncoder", "BiGRUTextEncoder", "load_word_vectors", "build_image_encoder", "build_text_encoder",
-]
+__all__ = ["ENCODERS", "PrecompRegionEncoder", "BiGRUTextEncoder", "load_word_vectors", "build_encoder"]

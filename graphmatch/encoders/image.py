@@ -9,8 +9,8 @@ from torch_geometric.data import Batch
 
 from graphmatch.graphs import to_dense
 from graphmatch.nn.functional import l2norm
-from graphmatch.registry import ENCODERS
-from graphmatch.types import NodeEmb
+from graphmatch.encoders.registry import ENCODERS
+from graphmatch.structures import NodeEmb
 
 
 @ENCODERS.register("precomp_fc")
@@ -26,7 +26,7 @@ class PrecompRegionEncoder(nn.Module):
 
     Shapes:
         input: a PyG ``Batch`` of ``VisualGraph`` with ``x`` [sum N_i, img_dim];
-        output: :class:`~graphmatch.types.NodeEmb` ``x`` [B, N_max, D], ``mask`` [B, N_max].
+        output: :class:`~graphmatch.structures.NodeEmb` ``x`` [B, N_max, D], ``mask`` [B, N_max].
     """
 
     def __init__(self, *, img_dim: int, embed_dim: int, no_imgnorm: bool = False) -> None:

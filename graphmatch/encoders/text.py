@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import gzip
+import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -11,9 +13,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch_geometric.data import Batch
 
 from graphmatch.graphs import to_dense
+from graphmatch.encoders.registry import ENCODERS
 from graphmatch.nn.functional import l2norm
-from graphmatch.registry import ENCODERS
-from graphmatch.types import NodeEmb
+from graphmatch.options import option
+from graphmatch.structures import NodeEmb
+
+log = logging.getLogger(__name__)
 
 
 def load_word_vectors(
@@ -64,7 +69,20 @@ def load_word_vectors(
     return vectors, found
 
 
-@ENCODERS.register("bigru")
+@dataclass
+class BiGRUConfig:
+    """Config keys of the ``bigru`` text encoder (``model.text``)."""
+
+    word_dim: int = option(300, lo=1)
+    num_layers: int = option(1, lo=1)
+    bidirectional: bool = True
+    dropout: float = option(0.0, lo=0, hi=1, hi_open=True, note="0: no dropout")
+    word_vectors: Optional[str] = option(None, help="local word-vector file (GloVe text format); words not in it stay random")
+    freeze_word_vectors: bool = False
+    no_txtnorm: bool = False
+
+
+@ENCODERS.register("bigru", config=BiGRUConfig)
 class BiGRUTextEncoder(nn.Module):
     """SCAN's ``EncoderText``: word embedding + (bi-)GRU; the two directions are averaged; l2-norm.
 
@@ -72,11 +90,15 @@ class BiGRUTextEncoder(nn.Module):
         vocab_size: number of token ids (index 0 is padding).
         word_dim: word embedding size. embed_dim: output size D.
         num_layers, bidirectional, dropout: GRU options.
+        word_vectors: a local GloVe-format file whose vectors initialise the embedding rows of the
+            words of ``vocab`` it holds (read by :meth:`load_pretrained`, which the model builder
+            calls for training, not when a checkpoint is rebuilt). freeze_word_vectors: keep them fixed.
+        vocab: the :class:`~graphmatch.data.vocab.Vocabulary` (needed with ``word_vectors``).
         no_txtnorm: skip the final l2 normalisation.
 
     Shapes:
         input: a PyG ``Batch`` of ``TextGraph`` with ``x`` [sum L_i] token ids (word nodes);
-        output: :class:`~graphmatch.types.NodeEmb` ``x`` [B, L_max, D], ``mask`` [B, L_max].
+        output: :class:`~graphmatch.structures.NodeEmb` ``x`` [B, L_max, D], ``mask`` [B, L_max].
     """
 
     def __init__(
@@ -88,9 +110,16 @@ class BiGRUTextEncoder(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.0,
+        word_vectors: Optional[str] = None,
+        freeze_word_vectors: bool = False,
+        vocab: Any = None,
         no_txtnorm: bool = False,
     ) -> None:
         super().__init__()
+        if word_vectors and vocab is None:
+            raise ValueError("BiGRUTextEncoder: word_vectors needs the vocabulary (vocab=...)")
+        self.word_dim, self.word_vectors, self.freeze_word_vectors = word_dim, word_vectors, freeze_word_vectors
+        self._words = list(vocab.words) if (word_vectors and vocab is not None) else None
         self.embed_dim, self.bidirectional, self.no_txtnorm = embed_dim, bidirectional, no_txtnorm
         self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=0)
         self.rnn = nn.GRU(
@@ -104,6 +133,14 @@ class BiGRUTextEncoder(nn.Module):
         with torch.no_grad():
             self.embed.weight[0].zero_()
         self.rnn.reset_parameters()
+
+    def load_pretrained(self) -> None:
+        """Initialise the embedding from ``word_vectors`` (if set) for the vocabulary's words."""
+        if not self.word_vectors:
+            return
+        vectors, found = load_word_vectors(self.word_vectors, self._words, dim=self.word_dim)
+        n = self.init_word_vectors(vectors, found, freeze=self.freeze_word_vectors)
+        log.info("word vectors: %d of %d vocabulary words found in %s", n, len(self._words), self.word_vectors)
 
     def init_word_vectors(self, vectors: torch.Tensor, found: torch.Tensor, *, freeze: bool = False) -> int:
         """Copy pretrained rows where ``found``; returns how many were copied."""

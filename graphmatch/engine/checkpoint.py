@@ -25,7 +25,6 @@ of ``graphmatch eval``) are not deleted when the checkpoint is replaced: they ar
 """
 from __future__ import annotations
 
-import copy
 import errno as errno_mod
 import hashlib
 import io
@@ -305,10 +304,9 @@ def load_checkpoint(path: PathLike, *, map_location: str = "cpu") -> Tuple[torch
     vocab = load_checkpoint_vocab(d)
     if "img_dim" not in meta:
         raise CheckpointError(f"{d / 'config.json'}: the 'model' record has no img_dim")
-    model_cfg = copy.deepcopy(cfg.model)
-    # word vectors are in the weights already; the original file is not needed to rebuild
-    model_cfg.text.word_vectors = None
-    model = build_matcher(model_cfg, img_dim=int(meta["img_dim"]), vocab=vocab)
+    # pretrained parts (word vectors, ...) are in the weights already: their files are not read
+    model = build_matcher(cfg.model, img_dim=int(meta["img_dim"]), vocab=vocab, recipe=cfg.data.graph,
+                          pretrained=False)
     load_weights(model, d / "model.safetensors")
     state: Dict[str, Any] = {}
     if (d / "state.json").is_file():

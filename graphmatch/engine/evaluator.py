@@ -19,26 +19,15 @@ from graphmatch.graphs import collate_graphs
 from graphmatch.metrics import check_folds, retrieval_metrics, retrieval_metrics_folds
 from graphmatch.models.base import Matcher
 from graphmatch.utils.progress import progress as progress_bar
-from graphmatch.types import NodeEmb
-
-
-def _pad_cat(parts: Sequence[NodeEmb]) -> NodeEmb:
-    """Concatenate padded node embeddings with different ``N`` along the batch axis."""
-    if not parts:
-        raise ValueError("nothing to encode (no image or caption selected)")
-    n = max(p.x.size(1) for p in parts)
-    xs, ms = [], []
-    for p in parts:
-        pad = n - p.x.size(1)
-        xs.append(torch.nn.functional.pad(p.x, (0, 0, 0, pad)))
-        ms.append(torch.nn.functional.pad(p.mask, (0, pad), value=False))
-    return NodeEmb(torch.cat(xs), torch.cat(ms))
+from graphmatch.structures import NodeEmb
 
 
 def _encode(encode: Any, batches: Any, n: int, batch_size: int, device: str, desc: str, progress: bool) -> NodeEmb:
     parts = [encode(b.to(device)).to("cpu")
              for b in progress_bar(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False)]
-    return _pad_cat(parts)
+    if not parts:
+        raise ValueError("nothing to encode (no image or caption selected)")
+    return NodeEmb.cat(parts)
 
 
 @torch.no_grad()
@@ -92,7 +81,7 @@ def similarity_matrix(model: Matcher, data: MatchingData, *, batch_size: int = 2
         block = cap_idx[s : s + cap_block]
         cap = encode_captions(model, data, batch_size=batch_size, device=device, indices=block)
         sims[:, s : s + len(block)] = chunked_similarity(
-            model.score, img.x, img.mask, cap.x, cap.mask, img_chunk=img_chunk, cap_chunk=cap_chunk,
+            model.score, img, cap, img_chunk=img_chunk, cap_chunk=cap_chunk,
             device=device, progress=progress and len(starts) < 2,
         ).numpy()
     return sims, img_of_caption
@@ -116,8 +105,8 @@ def hard_negative_accuracy(model: Matcher, data: MatchingData, records: List[Dic
         ie = model.encode_images(imgs)
         pe, ne = model.encode_captions(pos), model.encode_captions(neg)
         # pair k is image k with caption k: the diagonal of the block (blocks are small)
-        sp = torch.diagonal(model.score(ie.x, ie.mask, pe.x, pe.mask))
-        sn = torch.diagonal(model.score(ie.x, ie.mask, ne.x, ne.mask))
+        sp = torch.diagonal(model.score(ie, pe))
+        sn = torch.diagonal(model.score(ie, ne))
         for r, a, b in zip(chunk, sp.tolist(), sn.tolist()):
             wins.setdefault(r.get("kind", "all"), []).append(a > b)
     out = {f"hardneg_acc_{k}": 100.0 * float(np.mean(v)) for k, v in sorted(wins.items())}

@@ -2,7 +2,7 @@
 
 Cross-attention matchers score every (image, caption) pair jointly, so the full evaluation matrix
 (e.g. 5,000 × 25,000) cannot be computed in one call. :func:`chunked_similarity` calls a pairwise
-score function on blocks of images × captions and assembles the result on the CPU;
+score function on blocks of images × captions (:class:`~graphmatch.structures.NodeEmb` slices) and assembles the result on the CPU;
 :func:`auto_chunks` picks block sizes for a memory budget.
 """
 from __future__ import annotations
@@ -12,65 +12,20 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from graphmatch.structures import NodeEmb
 from graphmatch.utils.progress import progress as progress_bar
 
-__all__ = ["ScoreFn", "auto_chunks", "chunked_similarity", "trim_padding"]
+__all__ = ["ScoreFn", "auto_chunks", "chunked_similarity"]
 
-#: ``score_fn(img_x, img_mask, cap_x, cap_mask) -> [a, b]`` for ``a`` images and ``b`` captions.
-ScoreFn = Callable[
-    [torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]], torch.Tensor
-]
-
-
-def trim_padding(
-    x: torch.Tensor, mask: Optional[torch.Tensor]
-) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Cut the node axis (dim 1) of ``x`` and ``mask`` after the last real node of any row.
-
-    The kept length is ``max over rows of (index of the last True + 1)``, so masks with holes are
-    handled correctly (only trailing all-padding columns are removed). At least one column is
-    kept so that the score function never sees an empty node axis. With ``mask=None`` nothing is
-    cut.
-    """
-    if mask is None or mask.shape[1] == 0:
-        return x, mask
-    n_nodes = mask.shape[1]
-    positions = torch.arange(1, n_nodes + 1, device=mask.device)
-    last = int((mask.to(positions.dtype) * positions).amax()) if mask.numel() else 0
-    keep = max(1, last)
-    if keep >= n_nodes:
-        return x, mask
-    return x[:, :keep], mask[:, :keep]
-
-
-def _check_inputs(name: str, x: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name}_x must be a tensor [n, nodes, ...], got {shape}")
-    if mask is None:
-        return
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(f"{name}_mask must be a bool tensor, got {kind}")
-    if tuple(mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(
-            f"{name}_mask has shape {tuple(mask.shape)} but {name}_x has shape {tuple(x.shape)}; "
-            f"expected {tuple(x.shape[:2])}"
-        )
-
-
-def _to(t: Optional[torch.Tensor], device: Optional[torch.device]) -> Optional[torch.Tensor]:
-    if t is None or device is None:
-        return t
-    return t.to(device, non_blocking=True)
+#: ``score_fn(img: NodeEmb, cap: NodeEmb) -> [a, b]`` for ``a`` images and ``b`` captions
+#: (a matcher's :meth:`~graphmatch.models.Matcher.score`).
+ScoreFn = Callable[[NodeEmb, NodeEmb], torch.Tensor]
 
 
 def chunked_similarity(
     score_fn: ScoreFn,
-    img_x: torch.Tensor,
-    img_mask: Optional[torch.Tensor],
-    cap_x: torch.Tensor,
-    cap_mask: Optional[torch.Tensor],
+    img: NodeEmb,
+    cap: NodeEmb,
     *,
     img_chunk: int = 128,
     cap_chunk: int = 256,
@@ -84,19 +39,17 @@ def chunked_similarity(
     ``score_fn`` is called once per (image chunk, caption chunk) block under ``torch.no_grad()``.
     Putting the model in eval mode is the caller's business.
 
-    Before each call the padded node axis of every chunk is trimmed to the longest real row of
-    that chunk (see :func:`trim_padding`); a score function that respects its masks gives the
-    same result, only faster.
+    Before each call every chunk is trimmed to its longest real row (:meth:`NodeEmb.trim
+    <graphmatch.structures.NodeEmb.trim>`, adjacency and edge features included); a score function
+    that respects its masks gives the same result, only faster.
 
     Args:
-        score_fn: ``score_fn(img_x, img_mask, cap_x, cap_mask) -> [a, b]`` tensor.
-        img_x: ``[n_img, R, ...]`` image node features.
-        img_mask: bool ``[n_img, R]`` (``True`` = real node) or ``None``.
-        cap_x: ``[n_cap, L, ...]`` caption node features.
-        cap_mask: bool ``[n_cap, L]`` or ``None``.
+        score_fn: ``score_fn(img_block, cap_block) -> [a, b]`` tensor.
+        img: node embeddings of the images (``len(img)`` = n_img).
+        cap: node embeddings of the captions.
         img_chunk: images per block.
         cap_chunk: captions per block.
-        device: when given, each block's inputs are moved there before ``score_fn``.
+        device: when given, each block is moved there before ``score_fn``.
         progress: show a progress bar over blocks (:func:`graphmatch.utils.progress.progress`).
         desc: label of the progress bar.
 
@@ -104,18 +57,19 @@ def chunked_similarity(
         A float32 CPU tensor ``[n_img, n_cap]``.
 
     Raises:
-        ValueError: malformed inputs, non-positive chunk sizes, or a block output of the wrong
-            shape (the message names the block).
+        ValueError: non-positive chunk sizes, inputs that are not :class:`NodeEmb`, or a block
+            output of the wrong shape (the message names the block).
         TypeError: ``score_fn`` returned something other than a tensor.
     """
-    _check_inputs("img", img_x, img_mask)
-    _check_inputs("cap", cap_x, cap_mask)
+    for name, value in (("img", img), ("cap", cap)):
+        if not isinstance(value, NodeEmb):
+            raise ValueError(f"{name} must be a NodeEmb (graphmatch.structures.NodeEmb), got {type(value).__name__}")
     for name, value in (("img_chunk", img_chunk), ("cap_chunk", cap_chunk)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     dev = torch.device(device) if device is not None else None
 
-    n_img, n_cap = img_x.shape[0], cap_x.shape[0]
+    n_img, n_cap = len(img), len(cap)
     out = torch.empty((n_img, n_cap), dtype=torch.float32)
     if n_img == 0 or n_cap == 0:
         return out
@@ -123,23 +77,18 @@ def chunked_similarity(
     img_starts = range(0, n_img, img_chunk)
     cap_starts = range(0, n_cap, cap_chunk)
     n_blocks = len(img_starts) * len(cap_starts)
-    cap_chunks = []
-    for j0 in cap_starts:
-        j1 = min(n_cap, j0 + cap_chunk)
-        cx, cm = trim_padding(cap_x[j0:j1], None if cap_mask is None else cap_mask[j0:j1])
-        cap_chunks.append((j0, j1, cx, cm))
+    cap_chunks = [(j0, min(n_cap, j0 + cap_chunk), cap[j0 : j0 + cap_chunk].trim()) for j0 in cap_starts]
 
     bar = progress_bar(total=n_blocks, desc=desc, disable=not progress, leave=False)
     try:
         with torch.no_grad():
             for i0 in img_starts:
                 i1 = min(n_img, i0 + img_chunk)
-                ix, im = trim_padding(
-                    img_x[i0:i1], None if img_mask is None else img_mask[i0:i1]
-                )
-                ix, im = _to(ix, dev), _to(im, dev)
-                for j0, j1, cx, cm in cap_chunks:
-                    block = score_fn(ix, im, _to(cx, dev), _to(cm, dev))
+                ib = img[i0:i1].trim()
+                if dev is not None:
+                    ib = ib.to(dev, non_blocking=True)
+                for j0, j1, cb in cap_chunks:
+                    block = score_fn(ib, cb if dev is None else cb.to(dev, non_blocking=True))
                     where = f"block images [{i0}:{i1}] x captions [{j0}:{j1}]"
                     if not isinstance(block, torch.Tensor):
                         raise TypeError(

@@ -36,7 +36,7 @@ from graphmatch.engine.hooks import (
     CheckpointHook, LossEpochHook, ProgressHook, StepLRHook, TimeLimitHook, ValidationHook,
 )
 from graphmatch.engine.trainer import Trainer
-from graphmatch.losses import ContrastiveLoss
+from graphmatch.losses import build_loss
 from graphmatch.models import build_matcher
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,19 @@ def resolve_device(name: str) -> str:
 
 def prepare_data(cfg: ExperimentConfig, progress: bool = True) -> None:
     """Generate the SYNTHETIC data into ``cfg.data.root`` when ``cfg.data.synthetic`` is set."""
-    if cfg.data.synthetic:
+    if cfg.data.name == "synthetic":
         from graphmatch.data.synthetic import ensure_synthetic
 
-        ensure_synthetic(cfg.data.root, progress=progress)
+        ensure_synthetic(cfg.data.root, progress=progress, **cfg.data.kwargs())
+
+
+def open_region_source(path: Optional[str]) -> Optional[RegionSource]:
+    """The region source for ``data.regions`` (HDF5 store, BUTD TSV, precomp folder), or None."""
+    if not path:
+        return None
+    from graphmatch.data.regions import open_regions
+
+    return open_regions(path)
 
 
 def load_split(cfg: ExperimentConfig, split: str, vocab: Optional[Vocabulary] = None,
@@ -71,8 +80,7 @@ def load_split(cfg: ExperimentConfig, split: str, vocab: Optional[Vocabulary] = 
     :class:`MatchingData`."""
     if cfg.data.regions:
         if regions is None:
-            raise ValueError(f"data.regions={cfg.data.regions!r} needs an opened region source: run through the "
-                             "graphmatch CLI, or pass regions=detectors.readers.open_regions(path)")
+            regions = open_region_source(cfg.data.regions)
         if cfg.train.num_workers:
             log.warning("data.regions: region files are read in the main process; train.num_workers=%d "
                         "is ignored", cfg.train.num_workers)
@@ -116,7 +124,8 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     """Train ``cfg``'s model on its training split, validating every epoch by rsum.
 
     With ``resume``, continue from ``<output_dir>/checkpoints/last`` (its config must describe the
-    same model and data). ``regions``: the opened region source when ``cfg.data.regions`` is set.
+    same model and data). ``regions``: an opened region source for ``cfg.data.regions`` (default:
+    opened here with :func:`graphmatch.data.regions.open_regions`).
     ``progress``: progress bars (plain lines when not on a terminal); the one-line result of each
     epoch is printed either way.
     Before the first step the splits are checked (:func:`check_splits`; the config's value ranges
@@ -155,6 +164,8 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         )
 
     seed_everything(cfg.train.seed)
+    if regions is None:
+        regions = open_region_source(cfg.data.regions)
     from graphmatch.data.check import check_before_training  # fast checks always, full scans cached
     check_before_training(cfg.data.root, [cfg.data.train_split, cfg.data.val_split], regions=bool(cfg.data.regions),
                           full=cfg.data.check_finite)
@@ -164,12 +175,11 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     val_data = load_split(cfg, cfg.data.val_split, vocab, regions)
     check_splits(cfg, train_data, val_data)
     img_dim = train_data.feature_dim
-    model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab).to(device)
-    model_meta = {"matcher": cfg.model.matcher.name, "img_dim": img_dim, "vocab_size": len(vocab),
+    model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab, recipe=cfg.data.graph).to(device)
+    model_meta = {"matcher": cfg.model.matcher.to_dict()["name"], "img_dim": img_dim, "vocab_size": len(vocab),
                   "n_parameters": sum(p.numel() for p in model.parameters())}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
-    loss_fn = ContrastiveLoss(margin=cfg.train.margin, max_violation=cfg.train.max_violation,
-                              reduction=cfg.train.loss_reduction, warmup_epochs=cfg.train.warmup_epochs)
+    loss_fn = build_loss(cfg.train.loss)
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

@@ -1,18 +1,59 @@
-"""Matchers: one file per model, registered by name in :data:`graphmatch.registry.MATCHERS`."""
+"""Matchers: one file per model, registered by name in :data:`MATCHERS`, and :func:`build_matcher`.
+
+``build_matcher(model_cfg, img_dim=..., vocab=...)`` builds the image and text encoders named by
+``model.image`` / ``model.text`` (each optionally followed by a GNN stack, ``model.image_gnn`` /
+``model.text_gnn``) and the matcher named by ``model.matcher`` with its own keys.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict, Optional
 
-from graphmatch.models.base import Matcher
-from graphmatch.models.scan import SCAN
-from graphmatch.registry import MATCHERS
-
-
-def build_matcher(cfg: Any, *, img_dim: int, vocab: Any) -> Matcher:
-    """Build the matcher named by ``cfg.matcher.name`` (a :class:`~graphmatch.config.ModelConfig`);
-    Python callers may set ``cfg.matcher.name`` to a matcher class instead of a name."""
-    cls = MATCHERS.resolve(cfg.matcher.name)
-    return cls(**cls.from_config(cfg, img_dim=img_dim, vocab=vocab))
+from graphmatch.registry import accepted_kwargs
+from graphmatch.models.base import Matcher, attach_dense_graph
+from graphmatch.models.registry import MATCHERS
+from graphmatch.models.scan import SCAN, SCANConfig  # registers "scan"
 
 
-__all__ = ["Matcher", "SCAN", "build_matcher"]
+def build_matcher(cfg: Any, *, img_dim: int, vocab: Any, recipe: Any = None, pretrained: bool = True) -> Matcher:
+    """The matcher of a :class:`~graphmatch.config.ModelConfig`.
+
+    Args:
+        cfg: the ``model`` section (``embed_dim``, ``image``, ``text``, ``matcher``, ``image_gnn``,
+            ``text_gnn``). ``cfg.matcher.name`` may also be a matcher class (Python callers).
+        img_dim: region feature size of the data.
+        vocab: the vocabulary of the text encoder.
+        recipe: the data's graph recipe (:class:`~graphmatch.config.GraphRecipe`); when given, the
+            matcher's ``graph_needs`` is checked against it and the GNN stacks learn the edge
+            feature size of the visual edges.
+        pretrained: load pretrained parts from their files (word vectors, ...). False when a
+            checkpoint is rebuilt: its weights already hold them.
+    """
+    from graphmatch.encoders import build_encoder
+
+    name = cfg.matcher.name
+    cls = MATCHERS.resolve(name)
+    needs = getattr(cls, "graph_needs", None)
+    if recipe is not None and needs is not None:
+        from graphmatch.graphs import check_recipe
+
+        check_recipe(needs, recipe, name if isinstance(name, str) else cls.__name__)
+    image_encoder = build_encoder(cfg.image, embed_dim=cfg.embed_dim, img_dim=img_dim, pretrained=pretrained,
+                                  gnn=cfg.image_gnn, edge_dim=_visual_edge_dim(recipe))
+    text_encoder = build_encoder(cfg.text, embed_dim=cfg.embed_dim, vocab=vocab, pretrained=pretrained,
+                                 gnn=cfg.text_gnn, edge_dim=None)
+    kwargs = cfg.matcher.kwargs()
+    kwargs.update(accepted_kwargs(cls, {"image_encoder": image_encoder, "text_encoder": text_encoder,
+                                        "embed_dim": cfg.embed_dim}))
+    return cls(**kwargs)
+
+
+def _visual_edge_dim(recipe: Any) -> Optional[int]:
+    if recipe is None:
+        return None
+    from graphmatch.graphs import VISUAL_EDGES
+
+    builder = VISUAL_EDGES.resolve(recipe.visual_edges.name)
+    return getattr(builder, "edge_dim", None)
+
+
+__all__ = ["MATCHERS", "Matcher", "SCAN", "SCANConfig", "accepted_kwargs", "attach_dense_graph", "build_matcher"]

@@ -12,21 +12,34 @@ punctuation is dropped by the tokeniser.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch
 
 from graphmatch.models.base import Matcher
+from graphmatch.models.registry import MATCHERS
 from graphmatch.nn.functional import AGGREGATIONS, scan_i2t, scan_t2i
-from graphmatch.registry import MATCHERS
-from graphmatch.types import NodeEmb
+from graphmatch.options import option
+from graphmatch.structures import NodeEmb
 
 DIRECTIONS = ("t2i", "i2t", "both")
 
 
-@MATCHERS.register("scan")
+@dataclass
+class SCANConfig:
+    """SCAN's config keys (``model.matcher``)."""
+
+    direction: str = option("t2i", choices=DIRECTIONS,
+                            help="t2i | i2t | both (the t-i and i-t scores averaged within one model)")
+    agg: str = option("lse", choices=AGGREGATIONS)
+    t2i_lambda_softmax: float = option(9.0, lo=0, note="0: uniform attention")
+    t2i_lambda_lse: float = option(6.0, lo=0, lo_open=True)
+    i2t_lambda_softmax: float = option(4.0, lo=0, note="0: uniform attention")
+    i2t_lambda_lse: float = option(5.0, lo=0, lo_open=True)
+
+
+@MATCHERS.register("scan", config=SCANConfig)
 class SCAN(Matcher):
     """SCAN matcher.
 
@@ -62,40 +75,16 @@ class SCAN(Matcher):
         self.t2i_lambda_softmax, self.t2i_lambda_lse = t2i_lambda_softmax, t2i_lambda_lse
         self.i2t_lambda_softmax, self.i2t_lambda_lse = i2t_lambda_softmax, i2t_lambda_lse
 
-    @classmethod
-    def from_config(cls, cfg: Any, *, img_dim: int, vocab: Any) -> Dict[str, Any]:
-        from graphmatch.encoders import build_image_encoder, build_text_encoder
-
-        m = cfg.matcher
-        return dict(
-            image_encoder=build_image_encoder(cfg, img_dim=img_dim),
-            text_encoder=build_text_encoder(cfg, vocab=vocab),
-            direction=m.direction,
-            agg=m.agg,
-            t2i_lambda_softmax=m.t2i_lambda_softmax,
-            t2i_lambda_lse=m.t2i_lambda_lse,
-            i2t_lambda_softmax=m.i2t_lambda_softmax,
-            i2t_lambda_lse=m.i2t_lambda_lse,
-        )
-
-    def encode_images(self, graphs: Batch) -> NodeEmb:
-        return self.image_encoder(graphs)
-
-    def encode_captions(self, graphs: Batch) -> NodeEmb:
-        return self.text_encoder(graphs)
-
-    def score(
-        self, img_x: torch.Tensor, img_mask: torch.Tensor, cap_x: torch.Tensor, cap_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def score(self, img: NodeEmb, cap: NodeEmb) -> torch.Tensor:
         sims = []
         if self.direction in ("t2i", "both"):
             sims.append(
-                scan_t2i(img_x, img_mask, cap_x, cap_mask, lambda_softmax=self.t2i_lambda_softmax,
+                scan_t2i(img.x, img.mask, cap.x, cap.mask, lambda_softmax=self.t2i_lambda_softmax,
                          agg=self.agg, lambda_lse=self.t2i_lambda_lse)
             )
         if self.direction in ("i2t", "both"):
             sims.append(
-                scan_i2t(img_x, img_mask, cap_x, cap_mask, lambda_softmax=self.i2t_lambda_softmax,
+                scan_i2t(img.x, img.mask, cap.x, cap.mask, lambda_softmax=self.i2t_lambda_softmax,
                          agg=self.agg, lambda_lse=self.i2t_lambda_lse)
             )
         return sims[0] if len(sims) == 1 else (sims[0] + sims[1]) / 2
