@@ -5,7 +5,7 @@ import torch
 
 from graphmatch.graphs import build_visual_graph, collate_graphs
 from graphmatch.structures import Regions
-from graphmatch.visual_graphs import VISUAL_EDGES, pairwise_iou, polar_features, relative_geometry
+from graphmatch.graphs import VISUAL_EDGES, pairwise_iou, polar_features, relative_geometry
 
 # three boxes in a 200 x 100 image: A left, B right of A (same row), C overlapping A
 BOXES = torch.tensor([[0.0, 0.0, 20.0, 20.0], [100.0, 0.0, 120.0, 20.0], [10.0, 0.0, 30.0, 20.0]])
