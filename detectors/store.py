@@ -1,30 +1,10 @@
-"""HDF5 region store: :class:`Regions` of many images, keyed by image id.
+"""The region-store writer: :class:`RegionStoreWriter` and :func:`merge_stores`.
 
-Layout
-------
-A store at ``regions.h5`` is one HDF5 file (the *main* file) plus, while a writer is running or
-after it was interrupted, a folder ``regions.h5.parts/`` of complete *segment* files. Main file
-and segments have the same ragged layout (all regions of all images concatenated):
-
-=================  ==========================  ====================================================
-dataset            shape / dtype               meaning
-=================  ==========================  ====================================================
-``ids``            [n] utf-8 str               image ids, in the order written
-``offsets``        [n + 1] int64               image ``i`` owns region rows ``offsets[i]:offsets[i+1]``
-``image_size``     [n, 2] int64                ``(width, height)`` of each image
-``flags``          [n] utf-8 str               the JSON of ``Regions.flags``
-``present``        [n] uint8                   bit mask: which optional fields image ``i`` has
-``boxes``          [rows, 4] float32           ``(x1, y1, x2, y2)`` in pixels
-``features``       [rows, D] float32|float16   pooled region features
-``labels``         [rows] int64                optional class ids (bit 1 of ``present``)
-``scores``         [rows] float32              optional class scores (bit 2)
-``attr_labels``    [rows] or [rows, K] int64   optional attribute ids (bit 4)
-``attr_scores``    [rows] or [rows, K] float32 optional attribute scores (bit 8)
-=================  ==========================  ====================================================
-
-File attributes: ``format`` (``"graphmatch-regions"``), ``format_version``, ``created``,
-``modified`` (ISO 8601 UTC), ``extractor_config`` (the extractor's ``config()`` as JSON),
-``feature_dim`` and ``feature_dtype``.
+The layout of a store (``regions.h5`` plus committed segments in ``regions.h5.parts/``) and its
+reader, :class:`~graphmatch.data.regions.RegionStore`, are defined in the core, in
+:mod:`graphmatch.data.regions`, so that training reads stores without this package; this module
+writes them: segments, locking, compaction, resume and merging of shards. ``RegionStore`` and
+``StoreError`` are importable from here as well.
 
 Crash safety
 ------------
@@ -44,7 +24,8 @@ holds it. The kernel drops the lock when the holding process exits or is killed,
 left behind by a dead writer (even an empty one) never blocks the next writer. The lock belongs to
 the writer's process alone: its descriptor is closed on ``exec`` (``O_CLOEXEC``) and in every
 process forked from the writer (``os.register_at_fork``), so a child that outlives a killed writer
-(e.g. a ``DataLoader`` worker) does not keep the store locked.
+(e.g. a ``DataLoader`` worker) does not keep the store locked (:class:`StoreLock`, a
+:class:`graphmatch.utils.locks.WriterLock`).
 
 Write errors
 ------------
@@ -62,16 +43,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
-import fcntl
 import gc
 import json
 import logging
 import os
-import re
-import socket
 import sys
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -79,8 +56,21 @@ import h5py
 import numpy as np
 import torch
 
+from graphmatch.data.regions import (
+    SEGMENT_PATTERN,
+    STORE_FORMAT,
+    STORE_FORMAT_VERSION,
+    STORE_OPTIONAL_FIELDS,
+    RegionStore,
+    StoreError,
+    StoreFile,
+    store_exists,
+    store_parts_dir,
+    store_segments,
+)
 from graphmatch.structures import Regions
 from graphmatch.utils.io import NO_SPACE_ERRNOS, atomic_path, fsync_dir, write_bytes
+from graphmatch.utils.locks import LockedError, WriterLock
 
 PathLike = Union[str, os.PathLike]
 
@@ -92,8 +82,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_NAME = "graphmatch-regions"
-FORMAT_VERSION = 1
+#: the layout the writer writes (see :mod:`graphmatch.data.regions`)
+FORMAT_NAME = STORE_FORMAT
+FORMAT_VERSION = STORE_FORMAT_VERSION
 
 #: extractor-config keys (at any nesting level) ignored when checking that two configs agree:
 #: they describe the run or the environment, not the features
@@ -105,27 +96,15 @@ RUN_ONLY_CONFIG_KEYS = frozenset({"batch_size", "device", "num_workers", "progre
 RUN_ONLY_CONFIG_PATHS = frozenset({"options.weights", "options.class_names", "weights.path",
                                    "class_names.path", "config_file"})
 
-# optional per-region fields: name -> (present bit, dtype, fill value)
-_OPTIONAL: Dict[str, Tuple[int, Any, Any]] = {
-    "labels": (1, np.int64, -1),
-    "scores": (2, np.float32, np.nan),
-    "attr_labels": (4, np.int64, -1),
-    "attr_scores": (8, np.float32, np.nan),
-}
-_SEGMENT_RE = re.compile(r"^seg-(\d{8})\.h5$")
 _STR = h5py.string_dtype("utf-8")
 _COPY_IMAGES = 128  # images per bulk copy when merging files
-
-
-class StoreError(RuntimeError):
-    """A region store is missing, malformed, incompatible or busy; the message names the file."""
 
 
 class StoreExistsError(StoreError):
     """The store already exists and the writer was not asked to resume it."""
 
 
-class StoreLockedError(StoreError):
+class StoreLockedError(StoreError, LockedError):
     """Another writer holds the store's lock file."""
 
 
@@ -201,24 +180,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _parts_dir(path: Path) -> Path:
-    return Path(str(Path(path).resolve()) + ".parts")
-
-
-def _segments(path: Path) -> List[Path]:
-    """Complete segment files of the store at ``path``, in commit order."""
-    parts = _parts_dir(path)
-    if not parts.is_dir():
-        return []
-    return sorted(p for p in parts.iterdir() if _SEGMENT_RE.match(p.name))
-
-
-def store_exists(path: PathLike) -> bool:
-    """True if ``path`` has a main file or at least one committed segment."""
-    path = Path(path).resolve()
-    return path.is_file() or bool(_segments(path))
-
-
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -252,398 +213,26 @@ def compatible_configs(a: Mapping[str, Any], b: Mapping[str, Any]) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------ locking
-class StoreLock:
-    """An exclusive writer lock on ``<store>.lock``, held with ``flock(LOCK_EX | LOCK_NB)``.
+class StoreLock(WriterLock):
+    """The exclusive writer lock of a region store: a :class:`~graphmatch.utils.locks.WriterLock`
+    on ``<store>.lock`` that raises :class:`StoreLockedError` when another writer holds it and
+    :class:`StoreError` when the file system cannot lock (see :mod:`graphmatch.utils.locks` for
+    the guarantees: a killed writer never blocks, forked children do not keep the lock, the error
+    names the live holder).
 
-    The lock file is opened (created if absent) and kept open for as long as the lock is held;
-    the kernel drops the ``flock`` when the file is closed or the holding process dies, so a lock
-    of a killed writer never blocks the next one, whatever the file still contains. The file
-    holds JSON ``{"pid", "host", "created", "argv"}`` of the holder, used only to name the
-    holder in the :class:`StoreLockedError` of a second writer; a file that is empty or
-    unreadable (a writer killed before writing it) does not matter. The store path is resolved
-    (``Path.resolve()``) first, so a store reached through a symbolic link has the same lock.
-
-    ``release`` removes the file while still holding the lock, then closes it; a process that
-    opened the old file meanwhile notices (the path no longer names the file it locked) and
-    retries, so at most one writer holds the lock at any time.
-
-    The lock is the holder's alone: the descriptor is opened with ``O_CLOEXEC`` (closed by
-    ``exec``) and closed in every child forked from the holder (``os.register_at_fork``), so a
-    forked process (e.g. a ``DataLoader`` decoding worker) never keeps it after the holder has
-    exited or been killed. When the lock is busy, the error names the process that holds it: the
-    recorded holder if it is alive, else the live process found holding the file (from
-    ``/proc``), or says that none could be identified.
+    Args:
+        store_path: the store path, e.g. ``regions.h5`` (resolved, so a symbolic link to the
+            store has the same lock).
     """
 
     def __init__(self, store_path: PathLike) -> None:
-        self.store_path = Path(store_path).resolve()
-        self.path = Path(str(self.store_path) + ".lock")
-        self._fd: Optional[int] = None
+        super().__init__(store_path, what="region store", locked_error=StoreLockedError,
+                         error=StoreError)
 
     @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    @staticmethod
-    def _record(fd: int) -> Optional[Dict[str, Any]]:
-        """The holder record in the lock file, or None if it is empty or unreadable."""
-        try:
-            raw = os.pread(fd, 1 << 16, 0).decode("utf-8", errors="replace")
-            info = json.loads(raw) if raw.strip() else None
-        except (OSError, ValueError):
-            return None
-        return info if isinstance(info, dict) else None
-
-    @staticmethod
-    def _describe(info: Optional[Dict[str, Any]]) -> str:
-        if info is None:
-            return "a writer that has not written its holder record yet"
-        argv = info.get("argv")
-        cmd = " ".join(map(str, argv)) if isinstance(argv, list) else "?"
-        return (f"pid {info.get('pid')} on host {info.get('host')!r} since {info.get('created')} "
-                f"(command: {cmd[:200]})")
-
-    def _describe_busy(self, fd: int) -> str:
-        """Who holds the lock: the recorded holder if it runs, else the live process(es) that
-        hold the file open, found under ``/proc``."""
-        info = self._record(fd)
-        pid = info.get("pid") if info is not None else None
-        host = info.get("host") if info is not None else None
-        recorded = self._describe(info)
-        if isinstance(pid, int) and host == socket.gethostname():
-            if _pid_alive(pid):
-                return f"{recorded}, which is running"
-            holders = [h for h in _processes_holding(fd) if h[0] != os.getpid()]
-            if holders:
-                who = "; ".join(f"pid {p} (command: {c[:200]})" for p, c in holders[:5])
-                return (f"{who}, still running: the recorded writer, {recorded}, is no longer "
-                        f"running and its lock was inherited by that process (e.g. a leftover "
-                        f"worker of the dead writer); stop it to free the store")
-            return (f"a process that is not the recorded writer ({recorded}, no longer running): "
-                    f"presumably a process it started that inherited the lock; find it with "
-                    f"`fuser -v {self.path}`")
-        if isinstance(pid, int) and host is not None:
-            return f"{recorded} (another host: whether it still runs cannot be checked from here)"
-        holders = [h for h in _processes_holding(fd) if h[0] != os.getpid()]
-        if holders:
-            return "; ".join(f"pid {p} (command: {c[:200]})" for p, c in holders[:5])
-        return recorded
-
-    def _try_lock(self) -> Optional[int]:
-        """Open the lock file and take the flock; the fd, or None if the file was replaced
-        meanwhile (retry). Raises :class:`StoreLockedError` if another writer holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreLockedError(
-                    f"region store {self.store_path} is locked by another writer: lock file "
-                    f"{self.path} is held by {self._describe_busy(fd)}; wait for that "
-                    "writer to finish, or stop it (the lock is released when its process "
-                    "ends)") from None
-            except OSError as e:
-                raise StoreError(f"cannot lock {self.path}: the file system does not support "
-                                 f"flock ({e}); write the store on a local file system") from e
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if not same:  # the holder released (removed) the file after we opened it
-            os.close(fd)
-            return None
-        return fd
-
-    def acquire(self) -> "StoreLock":
-        """Take the lock or raise :class:`StoreLockedError` naming the lock file and its holder."""
-        if self._fd is not None:
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(100):
-            fd = self._try_lock()
-            if fd is None:
-                continue
-            try:
-                old = self._record(fd)
-                if old is not None:
-                    log.info("taking over lock file %s: its previous holder (%s) is gone",
-                             self.path, self._describe(old))
-                me = {"pid": os.getpid(), "host": socket.gethostname(), "created": _now(),
-                      "argv": sys.argv}
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(me).encode("utf-8"), 0)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
-            _HELD_LOCKS.add(self)
-            return self
-        raise StoreLockedError(f"could not take the lock {self.path} (it keeps changing hands)")
-
-    def release(self) -> None:
-        """Remove the lock file and drop the lock, if this object holds it."""
-        fd, self._fd = self._fd, None
-        _HELD_LOCKS.discard(self)
-        if fd is None:
-            return
-        try:
-            with contextlib.suppress(OSError):
-                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
-                    self.path.unlink()
-        finally:
-            os.close(fd)
-
-    def __enter__(self) -> "StoreLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-    def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-#: locks held by this process; a forked child closes their descriptors at once (see StoreLock)
-_HELD_LOCKS: "weakref.WeakSet[StoreLock]" = weakref.WeakSet()
-
-
-def _drop_inherited_locks() -> None:
-    """In a freshly forked child: close the inherited lock descriptors, so the lock stays the
-    parent's alone (a ``flock`` is shared by every process holding its open file)."""
-    for lock in list(_HELD_LOCKS):
-        fd, lock._fd = lock._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    _HELD_LOCKS.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited_locks)
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if a process ``pid`` exists on this host and is not a zombie."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
-    return True
-
-
-def _processes_holding(fd: int) -> List[Tuple[int, str]]:
-    """``(pid, command line)`` of the processes that have the file of ``fd`` open (Linux
-    ``/proc``; processes this user may not inspect are not seen). Empty where unsupported."""
-    try:
-        st = os.fstat(fd)
-        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
-    except OSError:
-        return []
-    found: List[Tuple[int, str]] = []
-    for pid in sorted(pids):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for name in fds:
-            try:
-                other = os.stat(f"/proc/{pid}/fd/{name}")
-            except OSError:
-                continue
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                try:
-                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    cmd = " ".join(x.decode("utf-8", "replace") for x in raw.split(b"\0") if x)
-                except OSError:
-                    cmd = "?"
-                if _pid_alive(pid):
-                    found.append((pid, cmd or "?"))
-                break
-    return found
-
-
-# ------------------------------------------------------------------------------ file reading
-class _StoreFile:
-    """One HDF5 file of the ragged layout, opened read-only."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.h5 = h5py.File(path, "r")
-        except OSError as e:
-            raise StoreError(f"{path}: cannot open as an HDF5 region store ({e})") from e
-        try:
-            a = self.h5.attrs
-            fmt = a.get("format")
-            if fmt != FORMAT_NAME:
-                raise StoreError(f"{path}: not a region store (format attribute {fmt!r}, "
-                                 f"expected {FORMAT_NAME!r})")
-            ver = int(a.get("format_version", -1))
-            if ver > FORMAT_VERSION:
-                raise StoreError(f"{path}: store format version {ver} is newer than this "
-                                 f"reader ({FORMAT_VERSION}); upgrade graphmatch")
-            self.config: Dict[str, Any] = json.loads(a.get("extractor_config", "{}"))
-            self.feature_dim = int(a.get("feature_dim", 0))
-            self.feature_dtype = str(a.get("feature_dtype", "float32"))
-            self.created = str(a.get("created", ""))
-            if "ids" in self.h5:
-                self.ids: List[str] = [str(s) for s in self.h5["ids"].asstr()[()]]
-                self.offsets = np.asarray(self.h5["offsets"][()], dtype=np.int64)
-                self.sizes = np.asarray(self.h5["image_size"][()], dtype=np.int64)
-                self.flags = [str(s) for s in self.h5["flags"].asstr()[()]]
-                self.present = np.asarray(self.h5["present"][()], dtype=np.uint8)
-            else:
-                self.ids, self.flags = [], []
-                self.offsets = np.zeros(1, np.int64)
-                self.sizes = np.zeros((0, 2), np.int64)
-                self.present = np.zeros(0, np.uint8)
-            n = len(self.ids)
-            if self.offsets.shape != (n + 1,) or self.sizes.shape != (n, 2) or len(self.flags) != n:
-                raise StoreError(f"{path}: index datasets disagree on the number of images ({n})")
-        except StoreError:
-            self.h5.close()
-            raise
-        except (KeyError, ValueError, OSError) as e:
-            self.h5.close()
-            raise StoreError(f"{path}: malformed region store ({type(e).__name__}: {e})") from e
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def regions(self, i: int) -> Regions:
-        s, e = int(self.offsets[i]), int(self.offsets[i + 1])
-        h5 = self.h5
-        bits = int(self.present[i])
-        opt: Dict[str, Optional[torch.Tensor]] = {}
-        for name, (bit, _, _) in _OPTIONAL.items():
-            opt[name] = torch.from_numpy(np.asarray(h5[name][s:e])) if bits & bit and name in h5 else None
-        if "features" in h5:
-            feats = np.asarray(h5["features"][s:e])
-            boxes = np.asarray(h5["boxes"][s:e])
-        else:
-            feats = np.zeros((0, self.feature_dim), np.float32)
-            boxes = np.zeros((0, 4), np.float32)
-        return Regions(boxes=torch.from_numpy(boxes), features=torch.from_numpy(feats),
-                       image_size=(int(self.sizes[i, 0]), int(self.sizes[i, 1])),
-                       flags=json.loads(self.flags[i]) if self.flags[i] else {}, **opt)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.h5.close()
-
-
-class RegionStore:
-    """Read access to a region store: ``get(image_id) -> Regions``, ``ids()``, ``len``, ``in``.
-
-    Iterating yields ``(image_id, Regions)`` pairs in storage order (as every reader in
-    :mod:`detectors.readers` does). The store is the main file plus every committed segment of
-    an unfinished or interrupted writer (see the module docstring); a later record of an id
-    overrides an earlier one. Opening does not take the writer lock.
-
-    Args:
-        path: the store path, e.g. ``regions.h5``.
-    """
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = Path(path)
-        for attempt in range(2):
-            try:
-                self._open()
-                break
-            except FileNotFoundError:
-                # a writer compacted (deleted segments) between listing and opening: list again
-                self.close()
-                if attempt:
-                    raise
-
-    def _open(self) -> None:
-        self._files: List[_StoreFile] = []
-        paths = ([self.path] if self.path.is_file() else []) + _segments(self.path)
-        if not paths:
-            raise StoreError(f"region store not found: {self.path} (no such file and no "
-                             f"committed segments in {_parts_dir(self.path)})")
-        for p in paths:
-            try:
-                self._files.append(_StoreFile(p))
-            except StoreError:
-                if not p.exists():
-                    raise FileNotFoundError(p) from None
-                raise
-        self._index: Dict[str, Tuple[int, int]] = {}
-        for fi, f in enumerate(self._files):
-            for ii, image_id in enumerate(f.ids):
-                self._index[image_id] = (fi, ii)
-        dims = {f.feature_dim for f in self._files if f.offsets[-1] > 0}
-        if len(dims) > 1:
-            raise StoreError(f"{self.path}: files of the store disagree on the feature dimension "
-                             f"({sorted(dims)})")
-        first = self._files[0]
-        self.config: Dict[str, Any] = first.config
-        self.created: str = first.created
-        self.feature_dim: int = dims.pop() if dims else max(f.feature_dim for f in self._files)
-        self.n_regions: int = sum(int(f.offsets[-1]) for f in self._files)
-        self.feature_dtype: str = first.feature_dtype
-
-    @property
-    def files(self) -> List[Path]:
-        """The files the store is read from: the main file, then committed segments."""
-        return [f.path for f in self._files]
-
-    def ids(self) -> List[str]:
-        """Image ids in storage order."""
-        return list(self._index)
-
-    def get(self, image_id: str) -> Regions:
-        """The regions of ``image_id``; ``KeyError`` naming the store if absent."""
-        try:
-            fi, ii = self._index[str(image_id)]
-        except KeyError:
-            raise KeyError(f"image id {image_id!r} is not in region store {self.path} "
-                           f"({len(self)} images)") from None
-        return self._files[fi].regions(ii)
-
-    __getitem__ = get
-
-    def __contains__(self, image_id: object) -> bool:
-        return str(image_id) in self._index
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __iter__(self) -> Iterator[Tuple[str, Regions]]:
-        for image_id, (fi, ii) in self._index.items():
-            yield image_id, self._files[fi].regions(ii)
-
-    items = __iter__
-
-    def close(self) -> None:
-        """Close the HDF5 files."""
-        for f in getattr(self, "_files", []):
-            f.close()
-        self._files = []
-
-    def __enter__(self) -> "RegionStore":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (f"RegionStore({str(self.path)!r}, images={len(self)}, feature_dim={self.feature_dim}, "
-                f"dtype={self.feature_dtype}, files={len(self._files)})")
+    def store_path(self) -> Path:
+        """The resolved store path."""
+        return self.target
 
 
 # ------------------------------------------------------------------------------ file writing
@@ -704,7 +293,7 @@ class _Appender:
                 raise StoreError(f"{self.h5.filename}: {name} rows have shape {tail}, the store's "
                                  f"have {self.attr_tail.get(name, ())}")
             return
-        _, dtype, fill = _OPTIONAL[name]
+        _, dtype, fill = STORE_OPTIONAL_FIELDS[name]
         self._ds(name, tail, dtype, self.n_rows, fill=fill)
         self.attr_tail[name] = tail
 
@@ -740,14 +329,14 @@ class _Appender:
         if "features" in h5:
             self._grow(h5["boxes"], boxes.astype(np.float32, copy=False), r)
             self._grow(h5["features"], features.astype(self.feature_dtype, copy=False), r)
-        for name in _OPTIONAL:
+        for name in STORE_OPTIONAL_FIELDS:
             if name not in h5:
                 continue
             arr = optional.get(name)
             if arr is None:
                 h5[name].resize(r + rows, axis=0)  # fill value for the new rows
             else:
-                self._grow(h5[name], arr.astype(_OPTIONAL[name][1], copy=False), r)
+                self._grow(h5[name], arr.astype(STORE_OPTIONAL_FIELDS[name][1], copy=False), r)
         self.n_images += k
         self.n_rows += rows
 
@@ -774,7 +363,7 @@ class _Appender:
             boxes.append(reg.boxes.detach().cpu().numpy())
             feats.append(f.float().numpy() if f.dtype == torch.bfloat16 else f.numpy())
         optional: Dict[str, Optional[np.ndarray]] = {}
-        for name, (bit, dtype, fill) in _OPTIONAL.items():
+        for name, (bit, dtype, fill) in STORE_OPTIONAL_FIELDS.items():
             vals = [getattr(reg, name) for _, reg in records]
             if all(v is None for v in vals):
                 optional[name] = None
@@ -795,7 +384,7 @@ class _Appender:
                      np.concatenate(boxes).reshape(-1, 4), np.concatenate(feats).reshape(-1, dim),
                      optional)
 
-    def append_from(self, src: _StoreFile, indices: Sequence[int]) -> None:
+    def append_from(self, src: StoreFile, indices: Sequence[int]) -> None:
         """Bulk-copy images ``indices`` of ``src`` (contiguous runs are read in one slice)."""
         idx = list(indices)
         start = 0
@@ -811,7 +400,7 @@ class _Appender:
             else:
                 feats = np.zeros((0, self.dim or src.feature_dim), np.float32)
                 boxes = np.zeros((0, 4), np.float32)
-            optional = {name: (np.asarray(h[name][s:e]) if name in h else None) for name in _OPTIONAL}
+            optional = {name: (np.asarray(h[name][s:e]) if name in h else None) for name in STORE_OPTIONAL_FIELDS}
             self.append(src.ids[a:b], np.diff(src.offsets[a:b + 1]), src.sizes[a:b],
                         src.flags[a:b], src.present[a:b], boxes, feats, optional)
             start = end
@@ -820,7 +409,7 @@ class _Appender:
 def _write_file(path: Path, *, config: Mapping[str, Any], feature_dtype: str,
                 compression: Optional[str], created: Optional[str] = None,
                 records: Sequence[Tuple[str, Regions]] = (),
-                sources: Sequence[Tuple[_StoreFile, Sequence[int]]] = (),
+                sources: Sequence[Tuple[StoreFile, Sequence[int]]] = (),
                 in_memory: bool = False) -> None:
     """Write a complete store file at ``path`` (not atomic by itself) and fsync it.
 
@@ -979,8 +568,8 @@ class _GuardedFile:
             self.raw.close()
 
 
-def _plan(files: Sequence[_StoreFile], order: Optional[Sequence[str]] = None,
-          ) -> List[Tuple[_StoreFile, List[int]]]:
+def _plan(files: Sequence[StoreFile], order: Optional[Sequence[str]] = None,
+          ) -> List[Tuple[StoreFile, List[int]]]:
     """Which images of which files to copy (last record of an id wins), as runs per file.
 
     Without ``order`` ids keep their first-appearance order; with it, ids in ``order`` come
@@ -994,7 +583,7 @@ def _plan(files: Sequence[_StoreFile], order: Optional[Sequence[str]] = None,
     if order is not None:
         rank = {image_id: k for k, image_id in enumerate(order)}
         ids.sort(key=lambda i: (0, rank[i]) if i in rank else (1, 0))  # stable for the rest
-    plan: List[Tuple[_StoreFile, List[int]]] = []
+    plan: List[Tuple[StoreFile, List[int]]] = []
     for image_id in ids:
         fi, ii = where[image_id]
         if plan and plan[-1][0] is files[fi]:
@@ -1080,7 +669,7 @@ class RegionStoreWriter:
     # -- housekeeping
     def _cleanup_temporaries(self) -> None:
         """Remove temporary files of a writer that was killed (we hold the lock)."""
-        parts = _parts_dir(self.path)
+        parts = store_parts_dir(self.path)
         if parts.is_dir():
             for p in parts.iterdir():
                 if p.name.endswith(".tmp"):
@@ -1136,10 +725,10 @@ class RegionStoreWriter:
         """Write the buffered images as a new segment (atomic rename); return its path."""
         if not self._buffer:
             return None
-        parts = _parts_dir(self.path)
+        parts = store_parts_dir(self.path)
         parts.mkdir(parents=True, exist_ok=True)
-        existing = _segments(self.path)
-        seq = int(_SEGMENT_RE.match(existing[-1].name).group(1)) + 1 if existing else 0
+        existing = store_segments(self.path)
+        seq = int(SEGMENT_PATTERN.match(existing[-1].name).group(1)) + 1 if existing else 0
         final = parts / f"seg-{seq:08d}.h5"
         tmp = parts / f".seg-{seq:08d}.h5.{os.getpid()}.tmp"
         try:
@@ -1168,10 +757,10 @@ class RegionStoreWriter:
         """Merge the main file and all segments into a new main file (atomically), then delete
         the segments. Also creates an empty main file for a store with no images yet."""
         self.commit()
-        segs = _segments(self.path)
+        segs = store_segments(self.path)
         if not segs and self.path.is_file():
             return
-        files = [_StoreFile(p) for p in ([self.path] if self.path.is_file() else []) + segs]
+        files = [StoreFile(p) for p in ([self.path] if self.path.is_file() else []) + segs]
         try:
             created = self.created or (files[0].created if files else None)
             try:
@@ -1188,7 +777,7 @@ class RegionStoreWriter:
                 raise StoreDiskFullError(
                     f"disk full: cannot compact region store {self.path} (writing its new main "
                     f"file failed: no space left on device). All {len(self._done)} images are "
-                    f"committed and readable (main file plus segments in {_parts_dir(self.path)}); "
+                    f"committed and readable (main file plus segments in {store_parts_dir(self.path)}); "
                     f"free space and rerun with --resume (resume=True) to compact them") from None
         finally:
             for f in files:
@@ -1197,7 +786,7 @@ class RegionStoreWriter:
         for p in segs:
             p.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
-            _parts_dir(self.path).rmdir()
+            store_parts_dir(self.path).rmdir()
 
     def close(self, compact: Optional[bool] = None) -> None:
         """Commit, compact (unless ``compact=False``) and release the lock."""
@@ -1280,7 +869,7 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, order: Optional[S
             if len(dims) > 1:
                 raise StoreError(f"cannot merge stores with feature dimensions {sorted(dims)}")
             seen: Dict[str, Path] = {}
-            files: List[_StoreFile] = []
+            files: List[StoreFile] = []
             for p, s in zip(in_paths, stores):
                 for image_id in s.ids():
                     if image_id in seen and on_duplicate == "error":
@@ -1306,8 +895,8 @@ def merge_stores(inputs: Sequence[PathLike], out: PathLike, *, order: Optional[S
             for s in stores:
                 s.close()
         if out_is_input:  # the out store's segments are now part of its main file
-            for p in _segments(out):
+            for p in store_segments(out):
                 p.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
-                _parts_dir(out).rmdir()
+                store_parts_dir(out).rmdir()
     return n

@@ -1,8 +1,12 @@
-"""Readers of precomputed region features in the formats people already have.
+"""Region sources: the readers of per-image regions that training and evaluation take.
 
-Every reader yields ``(image_id, Regions)`` when iterated and offers ``get(image_id)``,
-``ids()``, ``len()`` and ``in``:
+Every reader maps an image id to its :class:`~graphmatch.structures.Regions` (boxes, features,
+image size, optional class / attribute predictions) and offers ``get(image_id)``, ``ids()``,
+``len()``, ``in``, iteration over ``(image_id, Regions)`` pairs in storage order, ``close()`` and
+the context-manager protocol:
 
+* :class:`RegionStore` — the HDF5 region store that ``graphmatch extract`` writes (layout below;
+  its writer, :class:`detectors.store.RegionStoreWriter`, lives with the extractors);
 * :class:`ButdTsvReader` — the bottom-up-attention TSV files (``generate_tsv.py`` of
   peteanderson80/bottom-up-attention): tab-separated, no header, fields ``image_id, image_w,
   image_h, num_boxes, boxes, features`` with ``boxes`` / ``features`` base64-encoded float32
@@ -12,44 +16,311 @@ Every reader yields ``(image_id, Regions)`` when iterated and offers ``get(image
   attrs_conf, num_boxes, boxes, features``, as in LXMERT's files) is recognised by its field
   count, and a header line naming the fields is accepted. Several files (``.tsv.0``,
   ``.tsv.1`` ...) can be read as one. Random access builds a byte-offset index on first use.
+  :func:`write_butd_tsv` writes the format.
 
   Label convention: in those files ``objects_id`` / ``attrs_id`` are 0-based indices into the
   class / attribute list (the reference scripts store ``argmax(cls_prob[:, 1:])``, i.e. the
   background or "no attribute" column dropped), while ``Regions.labels`` / ``attr_labels`` of
-  this package use 0 = background and ``i + 1`` = line ``i`` of the vocabulary file (see
-  :mod:`detectors.base`). The reader therefore adds 1 to ``objects_id`` and ``attrs_id`` and
-  :func:`write_butd_tsv` subtracts 1 (a background label 0 is written as -1, and -1 reads back
-  as 0).
-* :class:`PrecompReader` — the SCAN ``.npy`` layout via :func:`graphmatch.data.precomp.load_precomp`.
-* :class:`detectors.store.RegionStore` — our HDF5 store.
+  this package use 0 = background and ``i + 1`` = line ``i`` of the vocabulary file. The reader
+  therefore adds 1 to ``objects_id`` and ``attrs_id`` and :func:`write_butd_tsv` subtracts 1 (a
+  background label 0 is written as -1, and -1 reads back as 0).
+* :class:`PrecompReader` — a split of the SCAN ``.npy`` layout, through
+  :func:`graphmatch.data.precomp.load_precomp`.
 
-:func:`open_regions` picks the reader from the path. :func:`write_butd_tsv` writes the TSV format.
-Malformed input raises :class:`RegionFormatError` naming the file, the line and the record.
+:func:`open_regions` picks the reader from the path. Malformed input raises
+:class:`RegionFormatError` (TSV, precomp) or :class:`StoreError` (region store), naming the file
+and the line or record. This module needs numpy, h5py and torch only.
+
+Region store layout
+-------------------
+A store at ``regions.h5`` is one HDF5 file (the *main* file) plus, while a writer is running or
+after it was interrupted, a folder ``regions.h5.parts/`` of complete *segment* files
+``seg-XXXXXXXX.h5`` (:func:`store_segments`). Main file and segments have the same ragged layout
+(all regions of all images concatenated):
+
+=================  ==========================  ====================================================
+dataset            shape / dtype               meaning
+=================  ==========================  ====================================================
+``ids``            [n] utf-8 str               image ids, in the order written
+``offsets``        [n + 1] int64               image ``i`` owns region rows ``offsets[i]:offsets[i+1]``
+``image_size``     [n, 2] int64                ``(width, height)`` of each image
+``flags``          [n] utf-8 str               the JSON of ``Regions.flags``
+``present``        [n] uint8                   bit mask: which optional fields image ``i`` has
+``boxes``          [rows, 4] float32           ``(x1, y1, x2, y2)`` in pixels
+``features``       [rows, D] float32|float16   pooled region features
+``labels``         [rows] int64                optional class ids (bit 1 of ``present``)
+``scores``         [rows] float32              optional class scores (bit 2)
+``attr_labels``    [rows] or [rows, K] int64   optional attribute ids (bit 4)
+``attr_scores``    [rows] or [rows, K] float32 optional attribute scores (bit 8)
+=================  ==========================  ====================================================
+
+File attributes: ``format`` (:data:`STORE_FORMAT`, ``"graphmatch-regions"``), ``format_version``
+(:data:`STORE_FORMAT_VERSION`), ``created``, ``modified`` (ISO 8601 UTC), ``extractor_config``
+(the extractor's ``config()`` as JSON), ``feature_dim`` and ``feature_dtype``.
+
+A reader sees the main file plus every complete segment; a later record of an id wins. Opening
+a store takes no lock: a store being written can be read, and shows what was committed so far.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
+import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+import h5py
 import numpy as np
 import torch
 
-from detectors.store import RegionStore
 from graphmatch.structures import Regions
 from graphmatch.utils.io import atomic_path
 
 PathLike = Union[str, os.PathLike]
 
 __all__ = [
-    "RegionFormatError", "BUTD_FIELDS", "BUTD_FIELDS_WITH_CLASSES", "ButdTsvReader",
-    "PrecompReader", "write_butd_tsv", "open_regions",
+    "RegionFormatError", "StoreError", "BUTD_FIELDS", "BUTD_FIELDS_WITH_CLASSES", "ButdTsvReader",
+    "PrecompReader", "RegionStore", "StoreFile", "STORE_FORMAT", "STORE_FORMAT_VERSION",
+    "STORE_OPTIONAL_FIELDS", "SEGMENT_PATTERN", "store_parts_dir", "store_segments", "store_exists",
+    "write_butd_tsv", "open_regions",
 ]
 
+
+class RegionFormatError(ValueError):
+    """Malformed precomputed-feature input; the message names the file and line / record."""
+
+
+class StoreError(RuntimeError):
+    """A region store is missing, malformed, incompatible or busy; the message names the file."""
+
+
+# ---------------------------------------------------------------------------- store format
+#: the ``format`` attribute of every file of a region store
+STORE_FORMAT = "graphmatch-regions"
+#: the newest layout version this reader understands (written by the store writer)
+STORE_FORMAT_VERSION = 1
+#: optional per-region fields: name -> (bit in ``present``, dtype, fill value of absent rows)
+STORE_OPTIONAL_FIELDS: Dict[str, Tuple[int, Any, Any]] = {
+    "labels": (1, np.int64, -1),
+    "scores": (2, np.float32, np.nan),
+    "attr_labels": (4, np.int64, -1),
+    "attr_scores": (8, np.float32, np.nan),
+}
+#: names of committed segment files in ``<store>.parts/``; the number gives the commit order
+SEGMENT_PATTERN = re.compile(r"^seg-(\d{8})\.h5$")
+
+
+def store_parts_dir(path: PathLike) -> Path:
+    """The folder of committed segments of the store at ``path``: ``<resolved path>.parts``."""
+    return Path(str(Path(path).resolve()) + ".parts")
+
+
+def store_segments(path: PathLike) -> List[Path]:
+    """Complete segment files of the store at ``path``, in commit order."""
+    parts = store_parts_dir(path)
+    if not parts.is_dir():
+        return []
+    return sorted(p for p in parts.iterdir() if SEGMENT_PATTERN.match(p.name))
+
+
+def store_exists(path: PathLike) -> bool:
+    """True if ``path`` has a main file or at least one committed segment."""
+    path = Path(path).resolve()
+    return path.is_file() or bool(store_segments(path))
+
+
+# ---------------------------------------------------------------------------- store reader
+class StoreFile:
+    """One HDF5 file of the region-store layout (main file or segment), opened read-only.
+
+    Attributes:
+        path: the file.
+        h5: the open ``h5py.File``.
+        config: the extractor config (``extractor_config`` attribute, parsed).
+        feature_dim / feature_dtype / created: file attributes.
+        ids: image ids in file order; ``offsets`` [n + 1], ``sizes`` [n, 2], ``flags`` (JSON
+            strings) and ``present`` [n] are the index datasets.
+
+    Raises:
+        StoreError: naming the file, when it is not an HDF5 region store, is of a newer format
+            version or its index datasets disagree.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self.h5 = h5py.File(path, "r")
+        except OSError as e:
+            raise StoreError(f"{path}: cannot open as an HDF5 region store ({e})") from e
+        try:
+            a = self.h5.attrs
+            fmt = a.get("format")
+            if fmt != STORE_FORMAT:
+                raise StoreError(f"{path}: not a region store (format attribute {fmt!r}, "
+                                 f"expected {STORE_FORMAT!r})")
+            ver = int(a.get("format_version", -1))
+            if ver > STORE_FORMAT_VERSION:
+                raise StoreError(f"{path}: store format version {ver} is newer than this "
+                                 f"reader ({STORE_FORMAT_VERSION}); upgrade graphmatch")
+            self.config: Dict[str, Any] = json.loads(a.get("extractor_config", "{}"))
+            self.feature_dim = int(a.get("feature_dim", 0))
+            self.feature_dtype = str(a.get("feature_dtype", "float32"))
+            self.created = str(a.get("created", ""))
+            if "ids" in self.h5:
+                self.ids: List[str] = [str(s) for s in self.h5["ids"].asstr()[()]]
+                self.offsets = np.asarray(self.h5["offsets"][()], dtype=np.int64)
+                self.sizes = np.asarray(self.h5["image_size"][()], dtype=np.int64)
+                self.flags = [str(s) for s in self.h5["flags"].asstr()[()]]
+                self.present = np.asarray(self.h5["present"][()], dtype=np.uint8)
+            else:
+                self.ids, self.flags = [], []
+                self.offsets = np.zeros(1, np.int64)
+                self.sizes = np.zeros((0, 2), np.int64)
+                self.present = np.zeros(0, np.uint8)
+            n = len(self.ids)
+            if self.offsets.shape != (n + 1,) or self.sizes.shape != (n, 2) or len(self.flags) != n:
+                raise StoreError(f"{path}: index datasets disagree on the number of images ({n})")
+        except StoreError:
+            self.h5.close()
+            raise
+        except (KeyError, ValueError, OSError) as e:
+            self.h5.close()
+            raise StoreError(f"{path}: malformed region store ({type(e).__name__}: {e})") from e
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def regions(self, i: int) -> Regions:
+        """The regions of the ``i``-th image of this file."""
+        s, e = int(self.offsets[i]), int(self.offsets[i + 1])
+        h5 = self.h5
+        bits = int(self.present[i])
+        opt: Dict[str, Optional[torch.Tensor]] = {}
+        for name, (bit, _, _) in STORE_OPTIONAL_FIELDS.items():
+            opt[name] = torch.from_numpy(np.asarray(h5[name][s:e])) if bits & bit and name in h5 else None
+        if "features" in h5:
+            feats = np.asarray(h5["features"][s:e])
+            boxes = np.asarray(h5["boxes"][s:e])
+        else:
+            feats = np.zeros((0, self.feature_dim), np.float32)
+            boxes = np.zeros((0, 4), np.float32)
+        return Regions(boxes=torch.from_numpy(boxes), features=torch.from_numpy(feats),
+                       image_size=(int(self.sizes[i, 0]), int(self.sizes[i, 1])),
+                       flags=json.loads(self.flags[i]) if self.flags[i] else {}, **opt)
+
+    def close(self) -> None:
+        """Close the HDF5 file."""
+        with contextlib.suppress(Exception):
+            self.h5.close()
+
+
+class RegionStore:
+    """Read access to a region store: ``get(image_id) -> Regions``, ``ids()``, ``len``, ``in``.
+
+    Iterating yields ``(image_id, Regions)`` pairs in storage order (as every reader in
+    this module does). The store is the main file plus every committed segment of
+    an unfinished or interrupted writer (see the module docstring); a later record of an id
+    overrides an earlier one. Opening does not take the writer lock.
+
+    Args:
+        path: the store path, e.g. ``regions.h5``.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        for attempt in range(2):
+            try:
+                self._open()
+                break
+            except FileNotFoundError:
+                # a writer compacted (deleted segments) between listing and opening: list again
+                self.close()
+                if attempt:
+                    raise
+
+    def _open(self) -> None:
+        self._files: List[StoreFile] = []
+        paths = ([self.path] if self.path.is_file() else []) + store_segments(self.path)
+        if not paths:
+            raise StoreError(f"region store not found: {self.path} (no such file and no "
+                             f"committed segments in {store_parts_dir(self.path)})")
+        for p in paths:
+            try:
+                self._files.append(StoreFile(p))
+            except StoreError:
+                if not p.exists():
+                    raise FileNotFoundError(p) from None
+                raise
+        self._index: Dict[str, Tuple[int, int]] = {}
+        for fi, f in enumerate(self._files):
+            for ii, image_id in enumerate(f.ids):
+                self._index[image_id] = (fi, ii)
+        dims = {f.feature_dim for f in self._files if f.offsets[-1] > 0}
+        if len(dims) > 1:
+            raise StoreError(f"{self.path}: files of the store disagree on the feature dimension "
+                             f"({sorted(dims)})")
+        first = self._files[0]
+        self.config: Dict[str, Any] = first.config
+        self.created: str = first.created
+        self.feature_dim: int = dims.pop() if dims else max(f.feature_dim for f in self._files)
+        self.n_regions: int = sum(int(f.offsets[-1]) for f in self._files)
+        self.feature_dtype: str = first.feature_dtype
+
+    @property
+    def files(self) -> List[Path]:
+        """The files the store is read from: the main file, then committed segments."""
+        return [f.path for f in self._files]
+
+    def ids(self) -> List[str]:
+        """Image ids in storage order."""
+        return list(self._index)
+
+    def get(self, image_id: str) -> Regions:
+        """The regions of ``image_id``; ``KeyError`` naming the store if absent."""
+        try:
+            fi, ii = self._index[str(image_id)]
+        except KeyError:
+            raise KeyError(f"image id {image_id!r} is not in region store {self.path} "
+                           f"({len(self)} images)") from None
+        return self._files[fi].regions(ii)
+
+    __getitem__ = get
+
+    def __contains__(self, image_id: object) -> bool:
+        return str(image_id) in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[Tuple[str, Regions]]:
+        for image_id, (fi, ii) in self._index.items():
+            yield image_id, self._files[fi].regions(ii)
+
+    items = __iter__
+
+    def close(self) -> None:
+        """Close the HDF5 files."""
+        for f in getattr(self, "_files", []):
+            f.close()
+        self._files = []
+
+    def __enter__(self) -> "RegionStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"RegionStore({str(self.path)!r}, images={len(self)}, feature_dim={self.feature_dim}, "
+                f"dtype={self.feature_dtype}, files={len(self._files)})")
+
+
+# ----------------------------------------------------------------------------- BUTD TSV
 #: the fields of bottom-up-attention's ``generate_tsv.py``
 BUTD_FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
 #: the variant with class / attribute predictions (LXMERT's ``*_obj36.tsv``)
@@ -65,10 +336,6 @@ _OPTIONAL_FIELDS = {  # field -> (Regions attribute, dtype in the file, dtype re
 #: id fields stored 0-based over the vocabulary; ``Regions`` ids = file ids + 1 (module docstring)
 _ID_FIELDS = frozenset({"objects_id", "attrs_id"})
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-class RegionFormatError(ValueError):
-    """Malformed precomputed-feature input; the message names the file and line / record."""
 
 
 def _raise_field_limit() -> None:
@@ -89,7 +356,6 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(t, validate=True)
 
 
-# -------------------------------------------------------------------------------------- TSV
 class ButdTsvReader:
     """Bottom-up-attention TSV file(s) (see the module docstring).
 
@@ -413,7 +679,7 @@ def open_regions(path: PathLike, *, split: Optional[str] = None) -> Any:
     * a folder with ``{split}_ims.npy`` files, or such a file itself: :class:`PrecompReader`
       (``split`` is needed when the folder holds several splits);
     * an HDF5 file (by signature or a ``.h5``/``.hdf5`` suffix), or a store that only has
-      committed segments (``<path>.parts/``): :class:`detectors.store.RegionStore`;
+      committed segments (``<path>.parts/``): :class:`RegionStore`;
     * a file with ``.tsv`` among its suffixes, or text whose first line has 6 or 10 tab-separated
       fields: :class:`ButdTsvReader`.
     """
