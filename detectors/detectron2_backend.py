@@ -1,13 +1,13 @@
 """Region extractor on detectron2 (optional backend; detectron2 is imported lazily).
 
 Importing this module needs only torch: it registers the ``"detectron2"`` name in
-:data:`graphmatch.registry.EXTRACTORS`; detectron2 itself is imported when an extractor is built, and a
+:data:`detectors.extractor.EXTRACTORS`; detectron2 itself is imported when an extractor is built, and a
 missing installation raises an :class:`ImportError` that says how to install it.
 
 Pipeline (as in the bottom-up-attention detectron2 ports): resize (shortest edge ``min_size``, longest at
 most ``max_size``), ``model.backbone``, ``model.proposal_generator``, RoI pooling + box head +
 ``box_predictor`` on the proposals, per-proposal class selection and per-class NMS with
-:func:`detectors.base.select_detections`, then **RoI pooling + box head again on the final boxes** to
+:func:`detectors.postprocess.select_detections`, then **RoI pooling + box head again on the final boxes** to
 get the region features (``Res5ROIHeads``: ``_shared_roi_transform`` mean-pooled, 2048-d for ResNet
 C4; ``StandardROIHeads``: ``box_pooler`` + ``box_head``, e.g. 1024-d). Class ids follow detectron2
 (background is the last logit) and are returned as ``label + 1`` so that, as everywhere in
@@ -23,7 +23,7 @@ module's (``attr_cls_embed``, ``attr_fc``, ``attr_score``), so a ported checkpoi
 
 Weights are read without executing code (``.safetensors`` or ``torch.load(weights_only=True)``) and
 loaded through detectron2's ``DetectionCheckpointer`` key matching, strictly (missing, unexpected or
-mis-shaped keys raise a :class:`detectors.base.WeightsError` naming them); ``.pkl`` model-zoo pickles are
+mis-shaped keys raise a :class:`detectors.weights.WeightsError` naming them); ``.pkl`` model-zoo pickles are
 refused (convert them once to ``.pth``/``.safetensors`` in an environment you trust).
 """
 from __future__ import annotations
@@ -32,16 +32,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from detectors.base import (
-    ExtractorOptions,
-    RegionExtractor,
-    WeightsError,
-    final_boxes,
-    load_state_dict_file,
-    select_detections,
-)
-from graphmatch.registry import EXTRACTORS
 from graphmatch.structures import Regions
+from graphmatch.utils.state_dict import StateDictFit
+
+from detectors.extractor import EXTRACTORS, ExtractorOptions, RegionExtractor
+from detectors.postprocess import final_boxes, select_detections
+from detectors.weights import WeightsError, load_state_dict_file
 
 __all__ = ["Detectron2Extractor", "import_detectron2", "register_attribute_roi_heads", "add_attribute_config",
            "INSTALL_HINT"]
@@ -132,14 +128,14 @@ class Detectron2Extractor(RegionExtractor):
     """Region extractor on a detectron2 Faster R-CNN.
 
     Args:
-        options: :class:`detectors.base.ExtractorOptions` (``min_size``/``max_size``/``num_proposals``/
+        options: :class:`detectors.extractor.ExtractorOptions` (``min_size``/``max_size``/``num_proposals``/
             ``device`` override the config's test-time values).
         config_file: a detectron2 YAML config (e.g. ``COCO-Detection/faster_rcnn_R_50_C4_1x.yaml`` from
             a detectron2 checkout, or a bottom-up-attention port's VG config).
         config_overrides: ``["KEY", value, ...]`` passed to ``cfg.merge_from_list``.
         matching_heuristics: let detectron2 match checkpoint keys heuristically (for converted Caffe2
             / Caffe checkpoints).
-        classes_per_proposal: see :func:`detectors.base.select_detections`.
+        classes_per_proposal: see :func:`detectors.postprocess.select_detections`.
 
     Shapes:
         per image ``boxes [K, 4]``, ``features [K, D]``, ``labels [K]``, ``scores [K]`` and, with an
@@ -198,17 +194,16 @@ class Detectron2Extractor(RegionExtractor):
         sd = load_state_dict_file(path)
         ckpt = DetectionCheckpointer(model)
         incompatible = ckpt._load_model({"model": sd, "matching_heuristics": matching_heuristics})
-        missing = [k for k in getattr(incompatible, "missing_keys", []) if k not in ("pixel_mean", "pixel_std")]
-        unexpected = [k for k in getattr(incompatible, "unexpected_keys", [])
-                      if k not in ("pixel_mean", "pixel_std")]
-        skipped = getattr(incompatible, "incorrect_shapes", [])
-        if missing or unexpected or skipped:  # strict, as the torchvision backend
-            raise WeightsError(
-                f"weights file {path} does not fit the detectron2 model: {len(missing)} missing keys "
-                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), "
-                f"{len(skipped)} shape mismatches (e.g. {list(skipped)[:2]}); check config_file and that "
-                "class_names has the weights' class count"
-            )
+        ignore = ("pixel_mean", "pixel_std")
+        fit = StateDictFit(
+            missing=[k for k in getattr(incompatible, "missing_keys", []) if k not in ignore],
+            unexpected=[k for k in getattr(incompatible, "unexpected_keys", []) if k not in ignore],
+            mismatched=[(k, tuple(a), tuple(b)) for k, a, b in getattr(incompatible, "incorrect_shapes", [])],
+        )
+        if not fit.ok:  # strict, as the torchvision backend
+            raise WeightsError(fit.message(
+                source=f"weights file {path}", what="detectron2 model",
+                hint="check config_file and that class_names has the weights' class count"))
 
     @property
     def feature_dim(self) -> int:

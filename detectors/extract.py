@@ -44,7 +44,6 @@ the ranks meet at a ``torch.distributed`` barrier before the merge; with explici
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import hashlib
@@ -62,7 +61,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from detectors.base import WeightsError
 from detectors.store import (
     RegionStore, RegionStoreWriter, StoreError, StoreExistsError, check_store_path, merge_stores,
     store_exists,
@@ -74,7 +72,6 @@ PathLike = Union[str, os.PathLike]
 __all__ = [
     "IMAGE_EXTENSIONS", "ImageEntry", "ExtractSummary", "ExtractionError", "list_images",
     "image_id_for", "extract_images", "merge_shards", "shard_path", "resolve_rank",
-    "add_extract_arguments", "run_extract",
 ]
 
 log = logging.getLogger(__name__)
@@ -461,7 +458,7 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
         images_dir: folder of images (walked recursively, sorted).
         out: region store path (e.g. ``regions.h5``).
         extractor: an object with ``extract(list of HxWx3 uint8 arrays) -> list[Regions]`` and
-            ``config() -> dict`` (a :class:`detectors.base.RegionExtractor`).
+            ``config() -> dict`` (a :class:`detectors.extractor.RegionExtractor`).
         resume: skip images already stored; without it an existing store is an error.
         batch_size: images per ``extract`` call (default: the extractor's ``options.batch_size``).
         num_workers: background decoding processes (0: decode in this process).
@@ -605,199 +602,7 @@ def extract_images(images_dir: PathLike, out: PathLike, extractor: Any, *, resum
     return summary
 
 
-# ------------------------------------------------------------------------------------- CLI
-def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the arguments of ``graphmatch extract`` to ``parser``; returns it."""
-    p = parser
-    p.add_argument("--images", help="folder of images (walked recursively, sorted)")
-    p.add_argument("--out", required=True, help="region store to write, e.g. regions.h5")
-    p.add_argument("--backend", default="torchvision", help="registered extractor (default: torchvision)")
-    p.add_argument("--weights", help="local weights file (.safetensors, or .pth/.pt)")
-    p.add_argument("--random-weights", action="store_true",
-                   help="randomly initialised model (tests / smoke runs: the features are meaningless)")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the extractor's)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--num-regions", type=int, help="fixed number of regions per image (default 36)")
-    g.add_argument("--adaptive", action="store_true",
-                   help="adaptive number of regions (10-100 above a confidence threshold)")
-    p.add_argument("--min-size", type=int, help="shorter image side after resizing")
-    p.add_argument("--max-size", type=int, help="longest image side after resizing")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other extractor option, e.g. conf_threshold=0.3 (value read as JSON "
-                        "if possible)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda, cuda:N (under torchrun, cuda means cuda:LOCAL_RANK)")
-    p.add_argument("--fp16", action="store_true", help="store features as float16")
-    p.add_argument("--num-workers", type=int, default=2, help="background image-decoding processes")
-    p.add_argument("--resume", action="store_true", help="continue an existing store, skipping stored images")
-    p.add_argument("--ids-from-filename", action="store_true",
-                   help="image id from the file name (trailing digits as an integer, e.g. "
-                        "COCO_val2014_000000391895.jpg -> 391895) instead of the relative path")
-    p.add_argument("--commit-every", type=int, default=256,
-                   help="images per committed segment (work lost on a crash is at most this)")
-    p.add_argument("--world-size", type=int, help="number of shards (default: $WORLD_SIZE or 1)")
-    p.add_argument("--rank", type=int, help="this process's shard (default: $RANK or 0)")
-    p.add_argument("--merge-wait", type=float, default=0.0,
-                   help="without torchrun: seconds rank 0 waits for the other ranks before merging")
-    p.add_argument("--keep-shards", action="store_true", help="keep <out>.rank{r} after merging")
-    p.add_argument("--merge-only", action="store_true",
-                   help="do not extract; merge the finished shards <out>.rank{r} into <out>")
-    p.add_argument("--max-failures-in-a-row", type=int, default=None, metavar="N",
-                   help="stop when N images in a row fail in the extractor with the same type of "
-                        "error (default: the batch size, at least 2; 0: never stop)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+if __name__ == "__main__":  # ``python -m detectors.extract ...`` / ``torchrun -m detectors.extract ...``
+    from detectors.cli import main
 
-
-def _check_options(backend: str, opts: Dict[str, Any]) -> None:
-    """Refuse ``--option`` keys that neither :class:`ExtractorOptions` nor the backend knows."""
-    import difflib
-    import inspect
-
-    from detectors.base import ExtractorOptions
-    from graphmatch.registry import EXTRACTORS
-
-    import detectors  # noqa: F401  (registers the built-in backends)
-
-    try:
-        cls = EXTRACTORS.resolve(backend)
-    except KeyError:
-        return  # build_extractor names the unknown backend
-    known = set(ExtractorOptions.field_names())
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    known |= {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL} - {"options"}
-    for key in opts:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            raise ValueError(f"--option {key}=...: unknown option {key!r} of the {backend!r} "
-                             f"extractor" + (f" (did you mean {close[0]}?)" if close else "")
-                             + f"; known options: {', '.join(sorted(known))}")
-
-
-class _Terminated(BaseException):
-    """``SIGTERM`` received: stop cleanly (the finished images are committed). A BaseException,
-    like KeyboardInterrupt, so that no handler of image or extractor errors takes it."""
-
-
-@contextlib.contextmanager
-def _sigterm_stops_cleanly() -> Any:
-    """In the main thread: turn ``SIGTERM`` into :class:`_Terminated` while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _parse_options(pairs: Sequence[str]) -> Dict[str, Any]:
-    opts: Dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
-        try:
-            opts[key.strip()] = json.loads(value)
-        except ValueError:
-            opts[key.strip()] = value
-    return opts
-
-
-def run_extract(args: argparse.Namespace) -> int:
-    """Run ``graphmatch extract`` from parsed arguments; prints the summary; returns the exit code."""
-    try:
-        with _sigterm_stops_cleanly():
-            return _run_extract(args)
-    except _Terminated:
-        print(f"graphmatch extract: terminated (SIGTERM); the images finished so far are "
-              f"committed in {args.out}; rerun with --resume to continue", file=sys.stderr)
-        return 128 + int(signal.SIGTERM)
-
-
-def _run_extract(args: argparse.Namespace) -> int:
-    try:
-        rank, world, launched = resolve_rank(args.rank, args.world_size)
-        if args.merge_only:
-            if world < 2:
-                raise ValueError("--merge-only needs --world-size N (N >= 2)")
-            order = None
-            if args.images:
-                order = [e.image_id for e in list_images(
-                    args.images, ids_from_filename=args.ids_from_filename)[0]]
-            n = merge_shards(args.out, world, order=order, keep_shards=args.keep_shards)
-            print(f"merged {world} shards into {args.out} ({n} images)")
-            return 0
-        if not args.images:
-            raise ValueError("--images DIR is required (unless --merge-only)")
-        check_store_path(args.out)  # before the model is built
-        if not Path(args.images).is_dir():
-            raise FileNotFoundError(f"images folder not found: {args.images}")
-        distributed = False
-        device = args.device
-        if launched and world > 1:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                import datetime
-
-                dist.init_process_group(backend="gloo", timeout=datetime.timedelta(days=7))
-            distributed = True
-            if device == "cuda":
-                device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-        from detectors.base import build_extractor
-
-        opts = _parse_options(args.option)
-        _check_options(args.backend, opts)
-        opts.update(device=device, random_weights=args.random_weights)
-        for key in ("weights", "batch_size", "min_size", "max_size", "num_regions"):
-            if getattr(args, key) is not None:
-                opts[key] = getattr(args, key)
-        if args.adaptive:
-            opts["num_regions"] = None
-        try:
-            extractor = build_extractor(args.backend, **opts)
-        except ImportError as e:  # an optional backend that is not installed
-            raise ValueError(str(e)) from e
-        except TypeError as e:  # an option of the wrong kind for the backend
-            raise ValueError(f"--backend {args.backend} with options {sorted(opts)}: {e}") from e
-        summary = extract_images(
-            args.images, args.out, extractor, resume=args.resume, batch_size=args.batch_size,
-            num_workers=args.num_workers, ids_from_filename=args.ids_from_filename, rank=rank,
-            world_size=world, distributed=distributed,
-            feature_dtype="float16" if args.fp16 else "float32", commit_every=args.commit_every,
-            progress=not args.quiet, merge_wait=args.merge_wait, keep_shards=args.keep_shards,
-            max_failures_in_a_row=args.max_failures_in_a_row)
-    except (StoreError, ExtractionError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"graphmatch extract: error: {msg}", file=sys.stderr)
-        return 2
-    finally:
-        with contextlib.suppress(Exception):
-            import torch.distributed as dist
-
-            if dist.is_available() and dist.is_initialized():
-                dist.destroy_process_group()
-    print(summary.format())
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m detectors.extract ...`` (same arguments as ``graphmatch extract``)."""
-    parser = add_extract_arguments(argparse.ArgumentParser(
-        prog="graphmatch extract", description="Extract image regions into an HDF5 region store."))
-    return run_extract(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ Two architectures (``arch``):
   depth but Caffe weights need converting to this layout).
 
 Inference differs from ``FasterRCNN.forward``: the box head runs on the proposals, per-proposal class
-selection and per-class NMS are done by :func:`detectors.base.select_detections` (fixed count with
+selection and per-class NMS are done by :func:`detectors.postprocess.select_detections` (fixed count with
 padding, or adaptive), and then **RoI pooling + box head run again on the final boxes**, whose output
 are the region features. Boxes are mapped back to the pixels of the loaded image (the resize undone).
 
@@ -33,16 +33,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from detectors.base import (
-    ExtractorOptions,
-    RegionExtractor,
-    final_boxes,
-    load_weights_into,
-    save_state_dict_file,
-    select_detections,
-)
-from graphmatch.registry import EXTRACTORS
 from graphmatch.structures import Regions
+
+from detectors.extractor import EXTRACTORS, ExtractorOptions, RegionExtractor
+from detectors.postprocess import final_boxes, select_detections
+from detectors.weights import load_weights_into, save_state_dict_file
 
 __all__ = ["TorchvisionExtractor", "build_faster_rcnn", "ARCHS"]
 
@@ -141,11 +136,11 @@ class TorchvisionExtractor(RegionExtractor):
     """Faster R-CNN region extractor on torchvision.
 
     Args:
-        options: :class:`detectors.base.ExtractorOptions`.
+        options: :class:`detectors.extractor.ExtractorOptions`.
         arch: ``"resnet50_fpn"`` (1024-d features, default), ``"resnet50_c4"`` or ``"resnet101_c4"``
             (2048-d).
         classes_per_proposal: classes per proposal entering NMS (see
-            :func:`detectors.base.select_detections`).
+            :func:`detectors.postprocess.select_detections`).
 
     Shapes:
         ``extract`` returns per image ``boxes [K, 4]``, ``features [K, D]``, ``labels [K]``,
