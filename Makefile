@@ -20,7 +20,7 @@ demo: setup
 	$(VENV)/bin/graphmatch demo
 
 test: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests experiments/projects
 
 bench: setup
 	$(PY) experiments/benchmarks/bench_scoring.py

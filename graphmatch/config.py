@@ -386,7 +386,7 @@ def _check_value(value: Any, f: dataclasses.Field, key: str, source: str) -> Non
 def _unknown_key(key: str, k: str, known: Sequence[str], source: str, where: str = "") -> ConfigError:
     close = difflib.get_close_matches(str(k), list(known), n=2)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return ConfigError(f"{source}: unknown key '{key}'{hint}{where}; known keys here: {', '.join(known) or '(none)'}")
+    return ConfigError(f"{source}: unknown key '{key}'{where}{hint}; known keys here: {', '.join(known) or '(none)'}")
 
 
 def _type_hints(cls: Any) -> Dict[str, Any]:
@@ -432,7 +432,7 @@ def _build_component(spec: ComponentSpec, raw: Any, key: str, source: str) -> Op
     raw = dict(raw)
     name = raw.pop("name", spec.default)
     if name is None:
-        raise ConfigError(f"{source}: '{key}' needs a 'name' (a registered {spec.kind.rstrip('s').replace('_', ' ')})")
+        raise ConfigError(f"{source}: '{key}' needs a 'name' (a registered {_registry(spec.kind).kind})")
     reg = _registry(spec.kind)
     if isinstance(name, str):
         if name not in reg:
@@ -452,7 +452,7 @@ def _build_component(spec: ComponentSpec, raw: Any, key: str, source: str) -> Op
     known = ([f.name for f in dataclasses.fields(spec.common)] if spec.common is not None else []) + sorted(own)
     for k in raw:
         if k not in own:
-            raise _unknown_key(f"{key}.{k}", k, known, source, where=f" for {spec.kind.rstrip('s').replace('_', ' ')} "
+            raise _unknown_key(f"{key}.{k}", k, known, source, where=f" for {reg.kind} "
                                f"{name if isinstance(name, str) else _qualified_name(name)!r}")
     options = _build(schema, raw, key, source)
     common = _build(spec.common, common_raw, key, source) if spec.common is not None else None

@@ -44,6 +44,7 @@ from safetensors.torch import save as safetensors_bytes
 from graphmatch.config import ConfigError, ExperimentConfig, config_from_dict
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.utils.faults import fault_point
+from graphmatch.utils.state_dict import check_state_dict
 from graphmatch.utils.io import NO_SPACE_ERRNOS, fsync_dir, os_error_text, replace_dir, write_bytes
 
 FORMAT = "graphmatch-checkpoint"
@@ -276,20 +277,8 @@ def load_weights(model: torch.nn.Module, file: PathLike) -> None:
         weights = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{file}: corrupted or not a safetensors file ({e})") from None
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    shapes = [f"{k}: file {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in weights and weights[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append("shape mismatch " + "; ".join(shapes[:5]))
-        raise CheckpointError(f"{file}: weights do not fit the model ({', '.join(parts)}); checkpoint from another model?")
+    check_state_dict(model, weights, source=f"{file}: weights", what="model its config describes",
+                     hint="checkpoint from another model?", error=CheckpointError)
     model.load_state_dict(weights)
 
 

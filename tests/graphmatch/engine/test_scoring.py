@@ -5,7 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphmatch.engine.scoring import _block_bytes, auto_chunks, chunked_similarity, trim_padding
+from graphmatch.engine.scoring import _block_bytes, auto_chunks, chunked_similarity
+from graphmatch.structures import NodeEmb
+
+
+def chunked(fn, img_x, img_mask, cap_x, cap_mask, **kw):
+    """chunked_similarity of a score function written on tensors (x, mask) of both sides."""
+    return chunked_similarity(lambda i, c: fn(i.x, i.mask, c.x, c.mask), NodeEmb(img_x, img_mask),
+                              NodeEmb(cap_x, cap_mask), **kw)
 
 
 # ------------------------------------------------------------------------------------------
@@ -65,7 +72,7 @@ def make_data(
 def test_chunked_equals_full(score_fn, chunks: tuple[int, int]) -> None:
     img_x, img_mask, cap_x, cap_mask = make_data(12, 17)
     full = score_fn(img_x, img_mask, cap_x, cap_mask).float()
-    got = chunked_similarity(
+    got = chunked(
         score_fn, img_x, img_mask, cap_x, cap_mask, img_chunk=chunks[0], cap_chunk=chunks[1]
     )
     assert got.shape == (12, 17) and got.dtype == torch.float32 and got.device.type == "cpu"
@@ -75,7 +82,7 @@ def test_chunked_equals_full(score_fn, chunks: tuple[int, int]) -> None:
 def test_device_and_progress() -> None:
     img_x, img_mask, cap_x, cap_mask = make_data(5, 8)
     full = pooled_cosine(img_x, img_mask, cap_x, cap_mask)
-    got = chunked_similarity(
+    got = chunked(
         pooled_cosine, img_x, img_mask, cap_x, cap_mask,
         img_chunk=2, cap_chunk=3, device="cpu", progress=True, desc="test",
     )
@@ -84,7 +91,7 @@ def test_device_and_progress() -> None:
 
 def test_float64_blocks_are_returned_as_float32() -> None:
     img_x, img_mask, cap_x, cap_mask = make_data(4, 6)
-    got = chunked_similarity(
+    got = chunked(
         cross_attention, img_x.double(), img_mask, cap_x.double(), cap_mask,
         img_chunk=3, cap_chunk=4,
     )
@@ -102,7 +109,7 @@ def test_runs_without_grad() -> None:
         seen.append(torch.is_grad_enabled())
         return pooled_cosine(ix * w, im, cx, cm)
 
-    out = chunked_similarity(fn, img_x, img_mask, cap_x, cap_mask, img_chunk=2, cap_chunk=2)
+    out = chunked(fn, img_x, img_mask, cap_x, cap_mask, img_chunk=2, cap_chunk=2)
     assert seen and not any(seen)
     assert not out.requires_grad
 
@@ -110,20 +117,34 @@ def test_runs_without_grad() -> None:
 # ------------------------------------------------------------------------------------------
 # Padding trimming
 # ------------------------------------------------------------------------------------------
-def test_trim_padding() -> None:
-    x = torch.arange(15.0).view(3, 5)
+def test_node_emb_trim() -> None:
+    x = torch.arange(15.0).view(3, 5, 1)
     mask = torch.tensor(
         [[True, False, True, False, False], [True, False, False, False, False], [False] * 5]
     )
-    tx, tm = trim_padding(x, mask)
-    assert tx.shape == (3, 3) and tm.shape == (3, 3)  # last real node of any row is index 2
-    assert torch.equal(tm, mask[:, :3])
-    # all-padding chunk keeps one column
-    tx, tm = trim_padding(x, torch.zeros(3, 5, dtype=torch.bool))
-    assert tx.shape == (3, 1)
-    # full rows and missing masks are left alone
-    assert trim_padding(x, torch.ones(3, 5, dtype=torch.bool))[0].shape == (3, 5)
-    assert trim_padding(x, None)[0] is x
+    adj = torch.rand(3, 5, 5)
+    t = NodeEmb(x, mask, adj=adj, pooled=torch.ones(3, 2)).trim()
+    assert t.x.shape == (3, 3, 1) and t.mask.shape == (3, 3)  # last real node of any row is index 2
+    assert torch.equal(t.mask, mask[:, :3]) and torch.equal(t.adj, adj[:, :3, :3])
+    assert torch.equal(t.pooled, torch.ones(3, 2))
+    # all-padding chunk keeps one column; full rows are left alone
+    assert NodeEmb(x, torch.zeros(3, 5, dtype=torch.bool)).trim().x.shape == (3, 1, 1)
+    assert NodeEmb(x, torch.ones(3, 5, dtype=torch.bool)).trim().x.shape == (3, 5, 1)
+
+
+def test_node_emb_slicing_cat_and_checks() -> None:
+    a = NodeEmb(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool), adj=torch.rand(2, 3, 3))
+    b = NodeEmb(torch.randn(1, 5, 4), torch.ones(1, 5, dtype=torch.bool), adj=torch.rand(1, 5, 5))
+    c = NodeEmb.cat([a, b])
+    assert c.x.shape == (3, 5, 4) and c.adj.shape == (3, 5, 5) and len(c) == 3
+    assert not c.mask[:2, 3:].any() and torch.equal(c[:2].trim().adj, a.adj) and torch.equal(c[2].x, b.x)
+    assert torch.equal(c[torch.tensor([2, 0])].x[1, :3], a.x[0])
+    with pytest.raises(ValueError, match="set in some parts"):
+        NodeEmb.cat([a, NodeEmb(b.x, b.mask)])
+    with pytest.raises(ValueError, match="mask has shape"):
+        NodeEmb(a.x, a.mask[:, :2])
+    with pytest.raises(ValueError, match="adj has shape"):
+        NodeEmb(a.x, a.mask, adj=torch.rand(2, 3, 2))
 
 
 def test_chunks_are_trimmed_per_chunk() -> None:
@@ -139,21 +160,24 @@ def test_chunks_are_trimmed_per_chunk() -> None:
         widths.append((ix.shape[1], cx.shape[1]))
         return pooled_cosine(ix, im, cx, cm)
 
-    got = chunked_similarity(fn, img_x, img_mask, cap_x, cap_mask, img_chunk=4, cap_chunk=5)
+    got = chunked(fn, img_x, img_mask, cap_x, cap_mask, img_chunk=4, cap_chunk=5)
     assert widths == [(3, 2), (3, 9)]
     torch.testing.assert_close(got, pooled_cosine(img_x, img_mask, cap_x, cap_mask))
 
 
-def test_masks_may_be_none() -> None:
-    gen = torch.Generator().manual_seed(7)
-    img_x, cap_x = torch.randn(5, 3, 4, generator=gen), torch.randn(6, 2, 4, generator=gen)
+def test_graph_fields_travel_with_their_chunk() -> None:
+    img_x, img_mask, cap_x, cap_mask = make_data(5, 6)
+    adj = torch.rand(5, img_x.shape[1], img_x.shape[1])
+    img = NodeEmb(img_x, img_mask, adj=adj)
 
-    def fn(ix, im, cx, cm):
-        assert im is None and cm is None
-        return F.normalize(ix.mean(1), dim=-1) @ F.normalize(cx.mean(1), dim=-1).t()
+    def fn(i, c):  # scores that depend on the adjacency rows of each image
+        assert i.adj is not None and i.adj.shape[1:] == (i.x.shape[1], i.x.shape[1])
+        m = i.mask.float()
+        return (i.adj * m[:, None, :] * m[:, :, None]).sum((1, 2))[:, None].expand(len(i), len(c))
 
-    got = chunked_similarity(fn, img_x, None, cap_x, None, img_chunk=2, cap_chunk=4)
-    torch.testing.assert_close(got, fn(img_x, None, cap_x, None))
+    got = chunked_similarity(fn, img, NodeEmb(cap_x, cap_mask), img_chunk=2, cap_chunk=4)
+    m = img_mask.float()
+    torch.testing.assert_close(got[:, 0], (adj * m[:, None, :] * m[:, :, None]).sum((1, 2)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -165,9 +189,9 @@ def test_empty_inputs() -> None:
     def never(*args):
         raise AssertionError("score_fn must not be called")
 
-    out = chunked_similarity(never, img_x, img_mask, cap_x[:0], cap_mask[:0])
+    out = chunked(never, img_x, img_mask, cap_x[:0], cap_mask[:0])
     assert out.shape == (3, 0) and out.dtype == torch.float32
-    out = chunked_similarity(never, img_x[:0], img_mask[:0], cap_x, cap_mask)
+    out = chunked(never, img_x[:0], img_mask[:0], cap_x, cap_mask)
     assert out.shape == (0, 4)
 
 
@@ -179,11 +203,11 @@ def test_wrong_block_shape_names_the_block() -> None:
         return out[:, :-1] if cx.shape[0] == 2 else out  # the last caption chunk is [5:7]
 
     with pytest.raises(ValueError, match=r"images \[0:3\] x captions \[5:7\].*\(3, 2\)"):
-        chunked_similarity(bad, img_x, img_mask, cap_x, cap_mask, img_chunk=3, cap_chunk=5)
+        chunked(bad, img_x, img_mask, cap_x, cap_mask, img_chunk=3, cap_chunk=5)
     with pytest.raises(TypeError, match="tensor"):
-        chunked_similarity(lambda *a: [[0.0]], img_x, img_mask, cap_x, cap_mask)
+        chunked(lambda *a: [[0.0]], img_x, img_mask, cap_x, cap_mask)
     with pytest.raises(ValueError, match="shape"):
-        chunked_similarity(
+        chunked(
             lambda *a: torch.zeros(5 * 7), img_x, img_mask, cap_x, cap_mask,
             img_chunk=5, cap_chunk=7,
         )
@@ -191,14 +215,14 @@ def test_wrong_block_shape_names_the_block() -> None:
 
 def test_input_errors() -> None:
     img_x, img_mask, cap_x, cap_mask = make_data(3, 4)
-    with pytest.raises(ValueError, match="img_mask"):
-        chunked_similarity(pooled_cosine, img_x, img_mask[:, :2], cap_x, cap_mask)
-    with pytest.raises(ValueError, match="cap_mask must be a bool"):
-        chunked_similarity(pooled_cosine, img_x, img_mask, cap_x, cap_mask.float())
+    with pytest.raises(ValueError, match="mask has shape"):
+        chunked(pooled_cosine, img_x, img_mask[:, :2], cap_x, cap_mask)
+    with pytest.raises(ValueError, match="mask must be a bool"):
+        chunked(pooled_cosine, img_x, img_mask, cap_x, cap_mask.float())
     with pytest.raises(ValueError, match="img_chunk"):
-        chunked_similarity(pooled_cosine, img_x, img_mask, cap_x, cap_mask, img_chunk=0)
-    with pytest.raises(ValueError, match="cap_x"):
-        chunked_similarity(pooled_cosine, img_x, img_mask, cap_x[:, 0, 0], None)
+        chunked(pooled_cosine, img_x, img_mask, cap_x, cap_mask, img_chunk=0)
+    with pytest.raises(ValueError, match="img must be a NodeEmb"):
+        chunked_similarity(pooled_cosine, img_x, NodeEmb(cap_x, cap_mask))
 
 
 # ------------------------------------------------------------------------------------------
@@ -230,11 +254,11 @@ def test_auto_chunks_small_budget_and_monotone() -> None:
         auto_chunks(36, 32, 1024, budget_bytes=0)
 
 
-def test_auto_chunks_drive_chunked_similarity() -> None:
+def test_auto_chunks_drive_chunked() -> None:
     img_x, img_mask, cap_x, cap_mask = make_data(9, 13)
     a, b = auto_chunks(7, 9, 8, budget_bytes=4 * (3 * 6 * (7 * 9 + 1) + 3 * 7 * 8 + 6 * 9 * 8))
     assert (a, b) == (3, 6)
-    got = chunked_similarity(
+    got = chunked(
         cross_attention, img_x, img_mask, cap_x, cap_mask, img_chunk=a, cap_chunk=b
     )
     torch.testing.assert_close(got, cross_attention(img_x, img_mask, cap_x, cap_mask))
