@@ -2,7 +2,7 @@
 
 Scores every (image, caption) pair of random l2-normalised region and word
 embeddings with :func:`graphmatch.nn.functional.scan_t2i` (or ``scan_i2t``) and
-with the released per-caption formulation (``scan_t2i_loop`` /
+with the released per-caption formulation (``graphmatch.testing.scan_t2i_loop`` /
 ``scan_i2t_loop``) on the same inputs, under ``torch.no_grad``, and prints one
 JSON object: configuration, best-of-``repeats`` throughput of both, speedup and
 the largest absolute difference between the two score matrices.
@@ -31,6 +31,8 @@ try:
 except ImportError:  # running from a checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import graphmatch.nn.functional as gf
+from graphmatch.nn.functional.scan import auto_chunk
+from graphmatch.testing import scan_i2t_loop, scan_t2i_loop
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -90,12 +92,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
         gf.ONEDNN_MATMUL = False
     images, words, word_mask = make_inputs(args)
     batched_fn = gf.scan_t2i if args.direction == "t2i" else gf.scan_i2t
-    loop_fn = gf.scan_t2i_loop if args.direction == "t2i" else gf.scan_i2t_loop
+    loop_fn = scan_t2i_loop if args.direction == "t2i" else scan_i2t_loop
     pairs = args.n_images * args.n_captions
     longest = int(word_mask.sum(dim=1).max()) if args.n_captions else 0
     chunk = args.chunk
     if chunk is None:  # the value scan_t2i / scan_i2t would pick
-        chunk = gf._auto_chunk(args.n_images * args.regions * longest)
+        chunk = auto_chunk(args.n_images * args.regions * longest)
 
     with torch.no_grad():
         t_batched, s_batched = best_time(

@@ -64,9 +64,10 @@ Deviations from the released code
 * Images or captions without any real slot raise ``ValueError`` instead of
   producing NaN.
 
-:func:`scan_t2i_loop` / :func:`scan_i2t_loop` keep the released per-caption
-formulation (slice, expand over images, :func:`func_attention`, cosine,
-aggregate) as a readable reference and benchmark baseline.
+:func:`graphmatch.testing.scan_t2i_loop` / :func:`~graphmatch.testing.scan_i2t_loop`
+keep the released per-caption formulation (slice, expand over images,
+:func:`~graphmatch.nn.functional.attention.func_attention`, cosine, aggregate)
+as a readable reference and benchmark baseline.
 """
 
 from __future__ import annotations
@@ -77,20 +78,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "AGGREGATIONS",
-    "l2norm",
-    "clipped_l2norm",
-    "cosine_similarity",
-    "func_attention",
-    "scan_t2i",
-    "scan_i2t",
-    "scan_t2i_loop",
-    "scan_i2t_loop",
-]
+from graphmatch.nn.functional.aggregation import aggregate, check_aggregation
+from graphmatch.nn.functional.norms import LEAKY_SLOPE
 
-AGGREGATIONS: tuple[str, ...] = ("lse", "mean", "max", "sum")
-_LEAKY_SLOPE = 0.1
+__all__ = ["ONEDNN_MATMUL", "scan_t2i", "scan_i2t", "validate_scan_inputs", "auto_chunk"]
+
 # Up to this |lambda_softmax| the attention weights exp(lambda * sbar), |sbar| <= 1,
 # their sums and squared sums stay far from float32 overflow and underflow.
 _EXP_SAFE_LAMBDA = 20.0
@@ -99,105 +91,13 @@ _EXP_SAFE_LAMBDA = 20.0
 #: product of the batched scorers when no gradient is needed.  On CPUs where
 #: the default BLAS does not use the widest vector units (e.g. MKL on AMD Zen)
 #: this is about twice as fast.  Falls back to ``torch.mm`` if unavailable.
+#: ``graphmatch.nn.functional.ONEDNN_MATMUL`` reads and sets this flag.
 ONEDNN_MATMUL: bool = True
-
-
-# ---------------------------------------------------------------------------
-# Elementary operations
-# ---------------------------------------------------------------------------
-def l2norm(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
-    """L2-normalise ``x`` along ``dim`` as SCAN does: ``x / (||x|| + eps)``.
-
-    A zero vector gives a zero vector with a zero gradient (the square root is never taken of
-    zero, whose derivative is infinite), so no NaN appears in the forward or backward pass.
-
-    Args:
-        x: Input tensor of any shape.
-        dim: Dimension to normalise over.
-        eps: Added to the norm (not clamped), matching the released code.
-
-    Returns:
-        Tensor of the same shape as ``x``.
-    """
-    sq = x.pow(2).sum(dim=dim, keepdim=True)
-    nonzero = sq > 0
-    norm = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt() + eps
-    return torch.where(nonzero, x / norm, torch.zeros_like(x))
-
-
-def clipped_l2norm(
-    x: Tensor, dim: int, mask: Optional[Tensor] = None, eps: float = 1e-8
-) -> Tensor:
-    """``LeakyReLU(0.1)`` followed by :func:`l2norm` over ``dim``.
-
-    Args:
-        x: Input tensor.
-        dim: Dimension to normalise over.
-        mask: Optional boolean tensor broadcastable to ``x``; entries where it
-            is ``False`` are set to zero before the activation, so they take no
-            part in the norm, and are zero in the output.
-        eps: Added to the norm.
-
-    Returns:
-        Tensor of the same shape as ``x``.
-    """
-    if mask is not None:
-        if mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
-        x = x.masked_fill(~mask, 0.0)
-    return l2norm(F.leaky_relu(x, _LEAKY_SLOPE), dim=dim, eps=eps)
-
-
-def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
-    """SCAN's cosine: ``<x1, x2> / clamp(||x1|| ||x2||, min=eps)`` along ``dim``.
-
-    Args:
-        x1, x2: Tensors of broadcast-compatible shapes.
-        dim: Feature dimension.
-        eps: Lower bound of the denominator.
-
-    Returns:
-        Tensor with ``dim`` reduced.
-    """
-    w12 = (x1 * x2).sum(dim)
-    w1 = torch.linalg.vector_norm(x1, 2, dim=dim)
-    w2 = torch.linalg.vector_norm(x2, 2, dim=dim)
-    return w12 / (w1 * w2).clamp(min=eps)
-
-
-def func_attention(query: Tensor, context: Tensor, *, smooth: float, eps: float = 1e-8) -> Tensor:
-    """Attend each query to the context (released ``func_attention``, clipped_l2norm).
-
-    ``attn = context @ query^T``; ``LeakyReLU(0.1)``; l2norm over the query
-    axis; transpose; softmax over the context axis of ``smooth * attn``;
-    weighted sum of the context vectors.
-
-    Args:
-        query: ``[B, Lq, D]`` (no padding).
-        context: ``[B, Lc, D]`` (no padding).
-        smooth: Inverse temperature of the softmax (``lambda_softmax``).
-        eps: Norm epsilon.
-
-    Returns:
-        Attended context ``[B, Lq, D]``.
-    """
-    attn = torch.bmm(context, query.transpose(1, 2))  # [B, Lc, Lq]
-    attn = clipped_l2norm(attn, dim=2, eps=eps)  # over queries
-    attn = attn.transpose(1, 2)  # [B, Lq, Lc]
-    attn = torch.softmax(attn * smooth, dim=2)  # over context
-    return torch.bmm(attn, context)  # [B, Lq, D]
 
 
 # ---------------------------------------------------------------------------
 # Input validation
 # ---------------------------------------------------------------------------
-def _check_agg(agg: str, lambda_lse: float) -> None:
-    if agg not in AGGREGATIONS:
-        raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
-    if agg == "lse" and lambda_lse == 0:
-        raise ValueError("lambda_lse must be non-zero for agg='lse'")
-
-
 def _check_set(x: Tensor, mask: Optional[Tensor], name: str, mask_name: str, item: str) -> Tensor:
     """Validate a padded set ``x`` [N, S, D] and return its bool mask [N, S]."""
     if not isinstance(x, Tensor):
@@ -231,7 +131,7 @@ def _check_set(x: Tensor, mask: Optional[Tensor], name: str, mask_name: str, ite
     return mask
 
 
-def _validate(
+def validate_scan_inputs(
     images: Tensor,
     image_mask: Optional[Tensor],
     words: Tensor,
@@ -239,7 +139,12 @@ def _validate(
     agg: str,
     lambda_lse: float,
 ) -> tuple[Tensor, Tensor]:
-    _check_agg(agg, lambda_lse)
+    """Check the inputs of a SCAN scorer and return the bool masks (all-True for ``None``).
+
+    Raises:
+        ValueError: as :func:`scan_t2i`.
+    """
+    check_aggregation(agg, lambda_lse)
     image_mask = _check_set(images, image_mask, "images", "image_mask", "image")
     word_mask = _check_set(words, word_mask, "words", "word_mask", "caption")
     if images.shape[2] != words.shape[2]:
@@ -257,19 +162,6 @@ def _validate(
 # ---------------------------------------------------------------------------
 # Batched implementation
 # ---------------------------------------------------------------------------
-def _aggregate(rel: Tensor, mask: Tensor, agg: str, lambda_lse: float) -> Tensor:
-    """Aggregate relevances ``rel`` [..., m] over real entries of ``mask`` [..., m]."""
-    if agg == "lse":
-        z = (rel * lambda_lse).masked_fill(~mask, float("-inf"))
-        return torch.logsumexp(z, dim=-1) / lambda_lse
-    if agg == "max":
-        return rel.masked_fill(~mask, float("-inf")).amax(dim=-1)
-    total = rel.masked_fill(~mask, 0.0).sum(dim=-1)
-    if agg == "sum":
-        return total
-    return total / mask.sum(dim=-1).to(rel.dtype)  # mean
-
-
 def _xattn_block(
     queries: Tensor,
     query_mask: Tensor,
@@ -312,7 +204,7 @@ def _xattn_block(
     s = s.view(nk, n, nq, m)
     # Clipped l2 norm over the query slots t, times lambda_softmax.  Padded
     # queries are zero vectors: their entries are 0 and add nothing to the norm.
-    attn = F.leaky_relu(s, _LEAKY_SLOPE)
+    attn = F.leaky_relu(s, LEAKY_SLOPE)
     scale = lambda_softmax / (torch.linalg.vector_norm(attn, 2, dim=3, keepdim=True) + eps)
     logits = attn.mul_(scale) if inplace else attn * scale
     # Softmax over the real context slots j (dim 1).  (Zero padded context
@@ -338,7 +230,7 @@ def _xattn_block(
     sq = (g_u.mul_(u) if inplace else g_u * u).sum(dim=1).div_(z * z)
     del g_u, u
     rel = num / (query_norm.unsqueeze(0) * sq.clamp(min=0.0).sqrt()).clamp(min=eps)
-    return _aggregate(rel, query_mask.unsqueeze(0).expand_as(rel), agg, lambda_lse)
+    return aggregate(rel, query_mask.unsqueeze(0).expand_as(rel), agg, lambda_lse=lambda_lse)
 
 
 def _onednn(x: Tensor) -> Optional[Tensor]:
@@ -358,13 +250,21 @@ def _onednn(x: Tensor) -> Optional[Tensor]:
 
 
 def _dots(x: Tensor, y: Tensor, x_onednn: Optional[Tensor]) -> Tensor:
-    """All dot products ``x @ y.T`` ([N, D] x [M, D] -> [N, M])."""
+    """All dot products ``x @ y.T`` ([N, D] x [M, D] -> [N, M]); through oneDNN when
+    ``x_onednn`` (``x`` as a oneDNN tensor) is given and oneDNN takes it."""
     if x_onednn is not None:
-        try:
-            return F.linear(x_onednn, y.contiguous()).to_dense()
-        except RuntimeError:
-            pass
+        out = _onednn_dots(x_onednn, y)
+        if out is not None:
+            return out
     return torch.mm(x, y.t())
+
+
+def _onednn_dots(x_onednn: Tensor, y: Tensor) -> Optional[Tensor]:
+    """``x @ y.T`` with oneDNN as a dense tensor, or ``None`` when oneDNN refuses the inputs."""
+    try:
+        return F.linear(x_onednn, y.contiguous()).to_dense()
+    except RuntimeError:
+        return None
 
 
 def _compaction_order(mask: Tensor) -> Optional[Tensor]:
@@ -380,8 +280,10 @@ def _compaction_order(mask: Tensor) -> Optional[Tensor]:
     return torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
 
 
-def _auto_chunk(per_caption: int) -> int:
-    """Captions per block so that one block holds about 2**21 attention entries."""
+def auto_chunk(per_caption: int) -> int:
+    """Captions per block (the ``chunk=None`` choice of :func:`scan_t2i` / :func:`scan_i2t`) so
+    that one block holds about 2**21 attention entries; ``per_caption`` is
+    ``n_images * regions * longest caption``."""
     return max(1, (1 << 21) // max(1, per_caption))
 
 
@@ -398,7 +300,7 @@ def _scan_batched(
     eps: float,
     chunk: Optional[int],
 ) -> Tensor:
-    image_mask, word_mask = _validate(images, image_mask, words, word_mask, agg, lambda_lse)
+    image_mask, word_mask = validate_scan_inputs(images, image_mask, words, word_mask, agg, lambda_lse)
     n_img, n_cap = images.shape[0], words.shape[0]
     if n_img == 0 or n_cap == 0:
         return images.new_zeros(n_img, n_cap)
@@ -419,7 +321,7 @@ def _scan_batched(
     order = torch.argsort(lengths, stable=True)
     sorted_lengths = lengths[order].tolist()
     if chunk is None:
-        chunk = _auto_chunk(n_img * images.shape[1] * max(sorted_lengths))
+        chunk = auto_chunk(n_img * images.shape[1] * max(sorted_lengths))
 
     def caption_block(c0: int, c1: int) -> tuple[Tensor, Tensor]:
         """Words [c1 - c0, m, D] (zero-padded) and prefix mask of sorted captions c0..c1-1."""
@@ -553,127 +455,4 @@ def scan_i2t(
     return _scan_batched(
         images, image_mask, words, word_mask, direction="i2t",
         lambda_softmax=lambda_softmax, agg=agg, lambda_lse=lambda_lse, eps=eps, chunk=chunk,
-    )
-
-
-# ---------------------------------------------------------------------------
-# Reference formulation (released code): loop over captions
-# ---------------------------------------------------------------------------
-def _aggregate_dense(rel: Tensor, agg: str, lambda_lse: float) -> Tensor:
-    """Aggregate ``rel`` [B, m] (no padding) over dim 1 as the released code."""
-    if agg == "lse":
-        return torch.log(torch.exp(rel * lambda_lse).sum(dim=1)) / lambda_lse
-    if agg == "max":
-        return rel.max(dim=1).values
-    if agg == "sum":
-        return rel.sum(dim=1)
-    return rel.mean(dim=1)
-
-
-def _image_groups(images: Tensor, image_mask: Optional[Tensor]) -> list[tuple[Tensor, Tensor]]:
-    """Split images into groups with equal numbers of real regions.
-
-    Returns a list of ``(indices, regions)`` with ``regions`` of shape
-    ``[group, n_real, D]`` holding only the real regions, in order.
-    """
-    n = images.shape[0]
-    if image_mask is None or bool(image_mask.all()):
-        return [(torch.arange(n, device=images.device), images)]
-    counts = image_mask.sum(dim=1)
-    groups = []
-    for cnt in torch.unique(counts).tolist():
-        idx = (counts == cnt).nonzero().flatten()
-        regions = torch.stack([images[i][image_mask[i]] for i in idx.tolist()])
-        groups.append((idx, regions))
-    return groups
-
-
-def _scan_loop(
-    images: Tensor,
-    image_mask: Optional[Tensor],
-    words: Tensor,
-    word_mask: Optional[Tensor],
-    *,
-    direction: str,
-    lambda_softmax: float,
-    agg: str,
-    lambda_lse: float,
-    eps: float,
-) -> Tensor:
-    image_mask_v, word_mask_v = _validate(images, image_mask, words, word_mask, agg, lambda_lse)
-    n_img, n_cap = images.shape[0], words.shape[0]
-    if n_img == 0 or n_cap == 0:
-        return images.new_zeros(n_img, n_cap)
-    groups = _image_groups(images, image_mask)
-    columns = []
-    for c in range(n_cap):
-        # The c-th caption, cut to its real words.
-        cap = words[c][word_mask_v[c]].unsqueeze(0)  # [1, L_c, D]
-        parts = []
-        for idx, regions in groups:
-            cap_expand = cap.expand(regions.shape[0], -1, -1).contiguous()
-            if direction == "t2i":
-                attended = func_attention(cap_expand, regions, smooth=lambda_softmax, eps=eps)
-                rel = cosine_similarity(cap_expand, attended, dim=2, eps=eps)
-            else:
-                attended = func_attention(regions, cap_expand, smooth=lambda_softmax, eps=eps)
-                rel = cosine_similarity(regions, attended, dim=2, eps=eps)
-            parts.append((idx, _aggregate_dense(rel, agg, lambda_lse)))
-        if len(parts) == 1:
-            col = parts[0][1]
-        else:
-            col = torch.zeros(n_img, dtype=images.dtype, device=images.device)
-            for idx, val in parts:
-                col = col.index_put((idx,), val)
-        columns.append(col)
-    return torch.stack(columns, dim=1)
-
-
-def scan_t2i_loop(
-    images: Tensor,
-    image_mask: Optional[Tensor],
-    words: Tensor,
-    word_mask: Optional[Tensor],
-    *,
-    lambda_softmax: float = 9.0,
-    agg: str = "lse",
-    lambda_lse: float = 6.0,
-    eps: float = 1e-8,
-) -> Tensor:
-    """Reference formulation of :func:`scan_t2i` (released ``xattn_score_t2i``).
-
-    Loops over captions; each caption is cut to its real words, expanded over
-    the images and passed to :func:`func_attention` with the images as
-    context, followed by :func:`cosine_similarity` and the aggregation.  When
-    ``image_mask`` has padding, images are grouped by their number of real
-    regions and each group is cut to its real regions.  Slow; meant as a
-    readable reference and benchmark baseline.  Same arguments and result as
-    :func:`scan_t2i`.
-    """
-    return _scan_loop(
-        images, image_mask, words, word_mask, direction="t2i",
-        lambda_softmax=lambda_softmax, agg=agg, lambda_lse=lambda_lse, eps=eps,
-    )
-
-
-def scan_i2t_loop(
-    images: Tensor,
-    image_mask: Optional[Tensor],
-    words: Tensor,
-    word_mask: Optional[Tensor],
-    *,
-    lambda_softmax: float = 4.0,
-    agg: str = "lse",
-    lambda_lse: float = 5.0,
-    eps: float = 1e-8,
-) -> Tensor:
-    """Reference formulation of :func:`scan_i2t` (released ``xattn_score_i2t``).
-
-    Loops over captions; each caption is cut to its real words and expanded
-    over the images, which act as queries in :func:`func_attention`.  Same
-    arguments and result as :func:`scan_i2t`; see :func:`scan_t2i_loop`.
-    """
-    return _scan_loop(
-        images, image_mask, words, word_mask, direction="i2t",
-        lambda_softmax=lambda_softmax, agg=agg, lambda_lse=lambda_lse, eps=eps,
     )
