@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import graphmatch.nn.functional as gf
+import graphmatch.nn.functional.scan as scan_module
 from graphmatch.nn.functional import clipped_l2norm, l2norm, scan_i2t, scan_t2i
 from graphmatch.testing import scan_i2t_loop, scan_t2i_loop
 
@@ -267,14 +268,56 @@ def test_chunk_does_not_change_scores(chunk):
     torch.testing.assert_close(scan_i2t(img, im, cap, cm, chunk=chunk), full, atol=1e-12, rtol=0)
 
 
-def test_onednn_path_matches_mm(monkeypatch):
+def spy_matmul(monkeypatch) -> list:
+    """Record, for every matrix product of the batched scorers, which path computed it:
+    ``"onednn"`` (a oneDNN tensor, and oneDNN returned the product) or ``"mm"``."""
+    paths = []
+    real_dots, real_onednn_dots = scan_module._dots, scan_module._onednn_dots
+    taken = {}
+
+    def onednn_dots(x_onednn, y):
+        out = real_onednn_dots(x_onednn, y)
+        taken["onednn"] = x_onednn.is_mkldnn and out is not None
+        return out
+
+    def dots(x, y, x_onednn):
+        taken.clear()
+        out = real_dots(x, y, x_onednn)
+        paths.append("onednn" if taken.get("onednn") else "mm")
+        return out
+
+    monkeypatch.setattr(scan_module, "_dots", dots)
+    monkeypatch.setattr(scan_module, "_onednn_dots", onednn_dots)
+    return paths
+
+
+@pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN (mkldnn)"
+)
+def test_onednn_path_is_taken_and_matches_mm(monkeypatch):
     img, im, cap, cm = make_batch(seed=6, dtype=torch.float32, normalise=True)
+    paths = spy_matmul(monkeypatch)
     with torch.no_grad():
-        on = scan_t2i(img, im, cap, cm), scan_i2t(img, im, cap, cm)
-        monkeypatch.setattr(gf, "ONEDNN_MATMUL", False)
-        off = scan_t2i(img, im, cap, cm), scan_i2t(img, im, cap, cm)
+        on = scan_t2i(img, im, cap, cm, chunk=2), scan_i2t(img, im, cap, cm, chunk=2)
+    # t2i: 3 caption blocks; i2t: 3 blocks; every product went through oneDNN
+    assert paths == ["onednn"] * 6
+    paths.clear()
+    monkeypatch.setattr(gf, "ONEDNN_MATMUL", False)  # the package flag is the scan module's flag
+    assert scan_module.ONEDNN_MATMUL is False
+    with torch.no_grad():
+        off = scan_t2i(img, im, cap, cm, chunk=2), scan_i2t(img, im, cap, cm, chunk=2)
+    assert paths == ["mm"] * 6
     for a, b in zip(on, off):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_onednn_path_not_taken_with_gradients_or_float64(monkeypatch):
+    img, im, cap, cm = make_batch(seed=6, dtype=torch.float32, normalise=True)
+    paths = spy_matmul(monkeypatch)
+    scan_t2i(img.requires_grad_(), im, cap, cm, chunk=2)  # autograd needs torch.mm
+    with torch.no_grad():
+        scan_i2t(img.double(), im, cap.double(), cm, chunk=2)  # oneDNN takes float32 only
+    assert paths == ["mm"] * 6
 
 
 # ---------------------------------------------------------------------------
