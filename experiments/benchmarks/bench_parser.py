@@ -3,9 +3,9 @@
 Both parsers run on the same captions in the same process with the same spaCy model: ours through
 ``SceneGraphParser.pipe`` (batched, unused pipeline components disabled), ``sng_parser`` through
 its own API (``Parser('spacy', model=...).parse`` once per caption). The run is
-:func:`parsers.commands.evaluate_parser` (what ``graphmatch eval-parser --baseline sng`` runs): a
+:func:`parsers.benchmark.evaluate_parser` (what ``graphmatch eval-parser --baseline sng`` runs): a
 warm-up on the first captions (not timed), then ``repeats`` timed passes of each, interleaved
-(:func:`parsers.commands.run_timed`); the best one counts and the first one is scored. Scores
+(:func:`parsers.benchmark.run_timed`); the best one counts and the first one is scored. Scores
 are micro P/R/F1 of :func:`parsers.evaluation.score_records` with one shared normaliser. Prints ONE JSON object:
 captions/s and F1s of both, ``speed_ratio`` (ours / sng captions/s) and whether the targets
 (relations F1 >= 60, all-tuples F1 >= 80, speed ratio >= 2) are met.
@@ -31,10 +31,11 @@ from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 try:
-    import parsers.commands as pc
+    import parsers.benchmark as bench
 except ImportError:  # running from a checkout without installation
     sys.path.insert(0, str(REPO))
-    import parsers.commands as pc
+    import parsers.benchmark as bench
+from parsers.parser import make_parser  # noqa: E402
 
 TARGETS = {"relations_f1": 60.0, "all_f1": 80.0, "speed_ratio": 2.0}
 
@@ -71,9 +72,9 @@ def _f1(s: Dict[str, Any]) -> Dict[str, float]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    ours = pc.make_parser(args.model, args.batch_size)
+    ours = make_parser(args.model, args.batch_size)
     # the same loading, warm-up, timing and scoring as `graphmatch eval-parser --baseline sng`
-    ev = pc.evaluate_parser(args.gold, model=args.model, baseline="sng", limit=args.limit,
+    ev = bench.evaluate_parser(args.gold, model=args.model, baseline="sng", limit=args.limit,
                             batch_size=args.batch_size, parser=ours, repeats=args.repeats)
     our, sng = ev["ours"], ev["sng"]
     ratio = ev["speed_ratio"]
