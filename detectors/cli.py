@@ -241,6 +241,11 @@ def _run_extract(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m detectors.cli ...``: the arguments of ``graphmatch extract``."""
+    import warnings
+
+    # torch-geometric (imported by the core's data package) warns about torch.jit.script on
+    # import with recent torch; it is not actionable, and the graphmatch command hides it too
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     parser = add_extract_arguments(argparse.ArgumentParser(
         prog="graphmatch extract", description=EXTRACT_DESCRIPTION))
     return run_extract(parser.parse_args(argv))

@@ -23,7 +23,7 @@ from detectors import (  # noqa: E402
     load_class_names,
     select_detections,
 )
-from graphmatch.registry import EXTRACTORS, list_extractors  # noqa: E402
+from detectors import EXTRACTORS  # noqa: E402
 from graphmatch.structures import Regions  # noqa: E402
 
 FPN_KW = dict(random_weights=True, min_size=128, max_size=200, num_proposals=64)
@@ -94,7 +94,11 @@ def _direct_repool(ext, image: np.ndarray, boxes: torch.Tensor) -> torch.Tensor:
 
 
 def test_registered_and_options():
-    assert "torchvision" in list_extractors() and "detectron2" in EXTRACTORS
+    assert {"torchvision", "detectron2"} <= set(EXTRACTORS.names())
+    # the catalogue (`graphmatch list`) finds the same registry through the package's entry point
+    from graphmatch.catalog import registry
+
+    assert registry("extractors") is EXTRACTORS
     with pytest.raises(KeyError, match="unknown region extractor"):
         build_extractor("torchvison", **FPN_KW)
     with pytest.raises(ValueError, match="unknown arch"):
@@ -281,7 +285,7 @@ def test_select_detections_adaptive_floor_and_empty():
 
 
 def test_final_boxes_fallback_and_back_scaling():
-    from detectors.base import final_boxes
+    from detectors.postprocess import final_boxes
 
     # resized 100 x 200 (h x w) from a loaded 400 x 300 (w x h) image: x * 2, y * 3
     b = torch.tensor([[10.0, 10.0, 50.0, 40.0], [150.0, 90.0, 210.0, 105.0]])

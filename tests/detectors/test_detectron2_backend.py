@@ -19,13 +19,13 @@ def test_module_imports_and_registers_without_detectron2():
     code = (
         "import sys; sys.modules['detectron2'] = None\n"
         "import detectors.detectron2_backend as m\n"
-        "from graphmatch.registry import EXTRACTORS\n"
+        "from detectors.extractor import EXTRACTORS\n"
         "assert 'detectron2' in EXTRACTORS and EXTRACTORS.get('detectron2') is m.Detectron2Extractor\n"
         "import detectors\n"
         "assert sys.modules['detectron2'] is None\n"
         "print('ok')\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
@@ -40,6 +40,48 @@ def test_building_without_detectron2_says_how_to_install(monkeypatch):
     msg = str(ei.value)
     assert "pip install 'git+https://github.com/facebookresearch/detectron2.git'" in msg
     assert "torchvision" in msg  # points to the backend that needs no extra install
+
+
+def test_weights_that_do_not_fit_are_named_with_the_shared_check(monkeypatch, tmp_path):
+    """detectron2's checkpointer reports what did not fit (here a stand-in module, so the test
+    runs without detectron2); the backend turns it into one WeightsError in the message format of
+    graphmatch.utils.state_dict, leaving out the pixel statistics detectron2 keeps outside the
+    weights."""
+    import types
+
+    from detectors.detectron2_backend import Detectron2Extractor
+    from detectors.weights import WeightsError, save_state_dict_file
+
+    class Incompatible:
+        missing_keys = ["pixel_mean", "roi_heads.box_predictor.bbox_pred.bias"]
+        unexpected_keys = ["pixel_std", "roi_heads.extra_head.weight"]
+        incorrect_shapes = [("roi_heads.box_predictor.cls_score.weight", (81, 2048), (1601, 2048))]
+
+    class Checkpointer:
+        def __init__(self, model):
+            self.model = model
+
+        def _load_model(self, checkpoint):
+            assert set(checkpoint) == {"model", "matching_heuristics"}
+            return Incompatible()
+
+    checkpoint = types.ModuleType("detectron2.checkpoint")
+    checkpoint.DetectionCheckpointer = Checkpointer
+    monkeypatch.setitem(sys.modules, "detectron2", types.ModuleType("detectron2"))
+    monkeypatch.setitem(sys.modules, "detectron2.checkpoint", checkpoint)
+    path = tmp_path / "w.safetensors"
+    save_state_dict_file({"x": torch.zeros(1)}, str(path))
+    with pytest.raises(WeightsError) as ei:
+        Detectron2Extractor._load(torch.nn.Linear(1, 1), str(path), False)
+    assert str(ei.value) == (
+        f"weights file {path} does not fit the detectron2 model: 1 shape mismatches (e.g. "
+        "roi_heads.box_predictor.cls_score.weight: file (81, 2048) vs model (1601, 2048)); 1 missing "
+        "keys (e.g. ['roi_heads.box_predictor.bbox_pred.bias']); 1 unexpected keys (e.g. "
+        "['roi_heads.extra_head.weight']); check config_file and that class_names has the weights' "
+        "class count")
+    Incompatible.missing_keys, Incompatible.unexpected_keys = ["pixel_mean"], ["pixel_std"]
+    Incompatible.incorrect_shapes = []
+    Detectron2Extractor._load(torch.nn.Linear(1, 1), str(path), False)  # only pixel statistics: fits
 
 
 # ----------------------------------------------------------------------- with detectron2 installed
@@ -119,7 +161,7 @@ def test_d2_fallback_and_attribute_head(photo):
 
 def test_d2_weights_round_trip_and_errors(d2, photo, tmp_path):
     from detectors import WeightsError, build_extractor
-    from detectors.base import save_state_dict_file
+    from detectors.weights import save_state_dict_file
 
     p = tmp_path / "d2.safetensors"
     save_state_dict_file(d2.model.state_dict(), str(p))
@@ -136,7 +178,7 @@ def test_d2_weights_round_trip_and_errors(d2, photo, tmp_path):
 
 def test_d2_unexpected_weight_keys_are_refused(d2, tmp_path):
     from detectors import WeightsError, build_extractor
-    from detectors.base import save_state_dict_file
+    from detectors.weights import save_state_dict_file
 
     sd = dict(d2.model.state_dict())
     sd["roi_heads.extra_head.weight"] = torch.zeros(3, 3)

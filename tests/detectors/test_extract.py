@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from detectors.cli import add_extract_arguments, run_extract
 from detectors.extract import (
-    ExtractionError, add_extract_arguments, extract_images, image_id_for, list_images,
-    merge_shards, run_extract,
+    ExtractionError, extract_images, image_id_for, list_images, merge_shards,
 )
 from detectors.store import RegionStore, StoreExistsError
 from graphmatch.structures import Regions
@@ -168,7 +168,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     ref = tmp_path / "ref.h5"
     extract_images(root, ref, FakeExtractor(), progress=False)
     script = _KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parent), root=str(root), out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(Path(__file__).resolve().parents[1]),
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(Path(__file__).resolve().parents[2]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = Path(str(out) + ".parts")
     deadline = time.monotonic() + 120
@@ -240,12 +240,11 @@ def test_cli_arguments_and_errors(tmp_path, capsys):
 
 def test_real_torchvision_extractor(tmp_path):
     """The full job with the real torchvision backend (random weights, tiny images)."""
-    base = pytest.importorskip("detectors.base")
-    try:
-        ext = base.build_extractor("torchvision", random_weights=True, min_size=160, max_size=200,
-                                   num_regions=10, batch_size=2)
-    except KeyError as e:
-        pytest.skip(f"torchvision backend not available: {e}")
+    pytest.importorskip("torchvision")
+    from detectors.extractor import build_extractor
+
+    ext = build_extractor("torchvision", random_weights=True, min_size=160, max_size=200,
+                          num_regions=10, batch_size=2)
     root = make_images(tmp_path / "im", 2, bad=True)
     out = tmp_path / "regions.h5"
     s = extract_images(root, out, ext, progress=False)
@@ -356,7 +355,7 @@ def test_resolve_rank_takes_missing_values_from_the_environment(monkeypatch):
 
 def _grid_extractor(weights: str, class_names: Optional[str] = None):
     """A real RegionExtractor (its own ``config()``) around FakeExtractor's regions."""
-    from detectors.base import ExtractorOptions, RegionExtractor
+    from detectors.extractor import ExtractorOptions, RegionExtractor
 
     class GridExtractor(RegionExtractor):
         backend = "grid"
@@ -376,7 +375,7 @@ def _grid_extractor(weights: str, class_names: Optional[str] = None):
 
 
 def test_resume_with_the_same_weights_under_another_path(tmp_path, monkeypatch):
-    from detectors.base import default_class_names_path
+    from detectors.class_names import default_class_names_path
     from detectors.store import StoreError
 
     monkeypatch.chdir(tmp_path)
@@ -395,3 +394,32 @@ def test_resume_with_the_same_weights_under_another_path(tmp_path, monkeypatch):
     Path("other.safetensors").write_bytes(b"weights two")
     with pytest.raises(StoreError, match=r"differs in: weights\.sha256"):
         extract_images(root, out, _grid_extractor("other.safetensors"), progress=False, resume=True)
+
+
+def test_extract_command_comes_from_the_entry_point(capsys):
+    """`graphmatch extract` is added by the detectors package's ``graphmatch.commands`` entry
+    point: its help lists the job's options, and its handler is detectors.cli.run_extract."""
+    from importlib.metadata import entry_points
+
+    import detectors.cli
+    from graphmatch.cli import build_parser, main
+
+    (ep,) = [e for e in entry_points(group="graphmatch.commands") if e.name == "detectors"]
+    assert ep.load() is detectors.cli.add_commands
+    with pytest.raises(SystemExit) as ei:
+        main(["extract", "-h"])
+    assert ei.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: graphmatch extract") and "--merge-only" in out and "--images" in out
+    args = build_parser().parse_args(["extract", "--out", "x.h5", "--adaptive"])
+    assert args.func is detectors.cli.run_extract and args.adaptive and args.out == "x.h5"
+
+
+def test_importing_the_command_line_of_detectors_is_light():
+    """The graphmatch command imports detectors.cli to offer `extract`; that import (and that of
+    the detectors package) loads neither torch nor numpy nor h5py."""
+    code = ("import sys, detectors, detectors.cli; "
+            "print(sorted(m for m in ('torch', 'numpy', 'h5py', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.stdout.strip() == "[]", out.stderr

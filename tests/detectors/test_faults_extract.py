@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.extract import ExtractionError, extract_images, run_extract
+from detectors.extract import ExtractionError, extract_images
 from detectors.store import (
     RegionStore, RegionStoreWriter, StoreDiskFullError, StoreError, StoreLockedError,
 )
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_extract import FakeExtractor, make_images  # noqa: E402
 from test_store import assert_stores_equal  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRAPHMATCH = [sys.executable, "-m", "graphmatch.cli"]
 # small model inputs: the images are resized to at most 96 px, 5 regions each
 MODEL_ARGS = ["--random-weights", "--min-size", "64", "--max-size", "96", "--num-regions", "5",
@@ -125,7 +125,7 @@ def model_run(tmp_path_factory):
     """A folder of N_IMAGES images, the random-weights torchvision extractor of ``MODEL_OPTS`` and the
     store of an uninterrupted run over the folder."""
     pytest.importorskip("torchvision")
-    from detectors.base import build_extractor
+    from detectors.extractor import build_extractor
 
     base = tmp_path_factory.mktemp("extract_faults")
     root = _noise_images(base / "im", N_IMAGES)
@@ -334,12 +334,14 @@ def test_disk_full_injected_at_segment_write_is_one_error_and_resume_is_exact(tm
 
 
 _FULL_DISK_SCRIPT = textwrap.dedent("""
-    import sys
+    import sys, warnings
+    # as the graphmatch command does: torch-geometric's import-time warning is not actionable
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     sys.path.insert(0, {tests!r})
     from test_faults_extract import _BigFake
-    from graphmatch.registry import EXTRACTORS
+    from detectors import EXTRACTORS
     EXTRACTORS.register("bigfake")(lambda options=None: _BigFake())
-    from detectors.extract import main
+    from detectors.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -393,9 +395,9 @@ def test_out_that_is_a_folder_fails_before_any_work(tmp_path, monkeypatch, capsy
     folder = tmp_path / "existing"
     folder.mkdir()
     built = []
-    import detectors.base
+    import detectors.extractor
 
-    monkeypatch.setattr(detectors.base, "build_extractor", lambda *a, **k: built.append(1))
+    monkeypatch.setattr(detectors.extractor, "build_extractor", lambda *a, **k: built.append(1))
     from graphmatch.cli import main
 
     assert main(["extract", "--images", str(root), "--out", str(folder), "--random-weights",

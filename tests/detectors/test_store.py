@@ -172,7 +172,7 @@ time.sleep(120)
 
 def test_killed_writer_lock_is_taken_over(tmp_path):
     path = tmp_path / "r.h5"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,23 +1,53 @@
-"""Readers of precomputed regions: BUTD TSV, precomp .npy layout, HDF5 store; open_regions."""
+"""graphmatch.data.regions: the BUTD TSV, precomp .npy and HDF5 region-store readers; open_regions."""
 from __future__ import annotations
 
 import base64
-import sys
-from pathlib import Path
+import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
-from detectors.readers import (
-    ButdTsvReader, PrecompReader, RegionFormatError, open_regions, write_butd_tsv,
-)
-from detectors.store import RegionStore, RegionStoreWriter
 from graphmatch.data.precomp import write_precomp
+from graphmatch.data.regions import (
+    STORE_FORMAT, ButdTsvReader, PrecompReader, RegionFormatError, RegionStore, StoreError,
+    open_regions, store_exists, write_butd_tsv,
+)
 from graphmatch.structures import Regions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_store import assert_regions_equal  # noqa: E402
+
+def assert_regions_equal(a: Regions, b: Regions) -> None:
+    assert a.image_size == b.image_size and a.flags == b.flags
+    torch.testing.assert_close(a.boxes, b.boxes, atol=0, rtol=0)
+    torch.testing.assert_close(a.features.float(), b.features.float(), atol=0, rtol=0)
+    for name in ("labels", "scores", "attr_labels", "attr_scores"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            np.testing.assert_array_equal(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+
+
+def write_store_by_hand(path, records, *, version=1, labels_of=()):
+    """A region-store file in the layout documented in graphmatch.data.regions, written with
+    h5py alone (no store writer): the reader is tested against the format, not the writer.
+    Images whose index is in ``labels_of`` carry labels (bit 1 of ``present``)."""
+    counts = [len(r) for _, r in records]
+    rows = sum(counts)
+    with h5py.File(path, "w") as h5:
+        h5.attrs.update(format=STORE_FORMAT, format_version=version, created="2024-01-01T00:00:00+00:00",
+                        extractor_config=json.dumps({"backend": "by-hand"}),
+                        feature_dim=records[0][1].features.shape[1], feature_dtype="float32")
+        text = h5py.string_dtype("utf-8")
+        h5.create_dataset("ids", data=[k for k, _ in records], dtype=text)
+        h5.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        h5.create_dataset("image_size", data=np.array([r.image_size for _, r in records], np.int64))
+        h5.create_dataset("flags", data=[json.dumps(r.flags) if r.flags else "" for _, r in records], dtype=text)
+        h5.create_dataset("present", data=np.array([1 if i in labels_of else 0 for i in range(len(records))],
+                                                   np.uint8))
+        h5.create_dataset("boxes", data=torch.cat([r.boxes for _, r in records]).numpy())
+        h5.create_dataset("features", data=torch.cat([r.features for _, r in records]).numpy())
+        h5.create_dataset("labels", data=np.arange(rows, dtype=np.int64) % 7 + 1)
 
 
 def ordered_boxes(b):
@@ -120,13 +150,17 @@ def test_precomp_reader(tmp_path):
 
 def test_hdf5_and_format_detection(tmp_path):
     recs = [(f"i{i}", butd_regions(i, 3 + i)) for i in range(3)]
-    with RegionStoreWriter(tmp_path / "s.h5", config={"backend": "x"}) as w:
-        w.add_many(recs)
+    write_store_by_hand(tmp_path / "s.h5", recs, labels_of={1})
     reader = open_regions(tmp_path / "s.h5")
-    assert isinstance(reader, RegionStore)
+    assert isinstance(reader, RegionStore) and len(reader) == 3 and "i1" in reader
+    assert reader.feature_dim == 8 and reader.config == {"backend": "by-hand"}
     for (k, a), (k2, b) in zip(reader, recs):
         assert k == k2
+        if k == "i1":  # rows 3..6 of the ragged labels column, marked present for this image only
+            assert a.labels.tolist() == [4, 5, 6, 7]
+            a.labels = None
         assert_regions_equal(a, b)
+    reader.close()
     # HDF5 by signature whatever the name; TSV by content
     (tmp_path / "s.h5").rename(tmp_path / "store.bin")
     assert isinstance(open_regions(tmp_path / "store.bin"), RegionStore)
@@ -138,12 +172,48 @@ def test_hdf5_and_format_detection(tmp_path):
         open_regions(tmp_path / "junk.bin")
 
 
+def test_store_segments_are_read_after_the_main_file(tmp_path):
+    """A store is its main file plus the committed segments in <store>.parts/ (commit order);
+    a later record of an id wins; a store with segments only exists and opens."""
+    path = tmp_path / "r.h5"
+    parts = tmp_path / "r.h5.parts"
+    parts.mkdir()
+    first, second = butd_regions(0, 2), butd_regions(1, 4)
+    write_store_by_hand(parts / "seg-00000000.h5", [("a", first), ("b", first)])
+    (parts / "seg-00000001.h5.tmp").write_bytes(b"an unfinished segment is not read")
+    assert store_exists(path) and not path.exists()
+    with open_regions(path) as store:
+        assert store.ids() == ["a", "b"] and len(store.files) == 1
+    write_store_by_hand(parts / "seg-00000001.h5", [("b", second), ("c", second)])
+    write_store_by_hand(path, [("a", second)])
+    with RegionStore(path) as store:
+        assert store.files == [path, parts / "seg-00000000.h5", parts / "seg-00000001.h5"]
+        assert store.ids() == ["a", "b", "c"] and store.n_regions == 4 + 4 + 8
+        assert_regions_equal(store.get("a"), first)  # the segment after the main file wins
+        assert_regions_equal(store.get("b"), second)
+        with pytest.raises(KeyError, match=r"'zz' is not in region store .*r\.h5 \(3 images\)"):
+            store.get("zz")
+
+
+def test_store_format_errors_name_the_file(tmp_path):
+    with pytest.raises(StoreError, match=r"region store not found: .*none\.h5"):
+        RegionStore(tmp_path / "none.h5")
+    write_store_by_hand(tmp_path / "new.h5", [("a", butd_regions(0, 2))], version=99)
+    with pytest.raises(StoreError, match=r"new\.h5: store format version 99 is newer"):
+        RegionStore(tmp_path / "new.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5.attrs["format"] = "something-else"
+    with pytest.raises(StoreError, match=r"other\.h5: not a region store \(format attribute 'something-else'"):
+        open_regions(tmp_path / "other.h5")
+    (tmp_path / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(StoreError, match=r"cut\.h5: cannot open as an HDF5 region store"):
+        open_regions(tmp_path / "cut.h5")
+
+
 def test_tsv_with_classes_label_ids_are_zero_based_in_the_file(tmp_path):
     """A row as the bottom-up-attention / LXMERT scripts write it: ``objects_id`` and ``attrs_id``
     are argmax over the class / attribute columns without background, i.e. 0-based over the
     vocabulary lines; ``Regions`` ids are ``line + 1``."""
-    from detectors.base import load_class_names
-
     def enc(a, dtype):
         return base64.b64encode(np.asarray(a, dtype).tobytes()).decode()
 
@@ -162,8 +232,6 @@ def test_tsv_with_classes_label_ids_are_zero_based_in_the_file(tmp_path):
         assert k == "COCO_val2014_000000000042" and r.image_size == (40, 30)
         assert r.labels.tolist() == [1, 6, 1600] and r.attr_labels.tolist() == [1, 3, 400]
         np.testing.assert_array_equal(r.boxes.numpy(), boxes)
-    names = load_class_names()
-    assert [names[i - 1] for i in r.labels.tolist()] == [names[i] for i in objects_id]
     # writing gives back the file's 0-based ids; background (0) is written as -1
     write_butd_tsv(tmp_path / "w.tsv", [("42", r)], with_classes=True)
     fields = (tmp_path / "w.tsv").read_text().rstrip("\n").split("\t")
