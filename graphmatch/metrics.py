@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from graphmatch.structures import Correspondence
+
 __all__ = [
     "METRIC_KEYS",
     "RECALL_KS",
@@ -93,33 +95,6 @@ def _as_numpy_sims(sims: Any) -> np.ndarray:
     return arr
 
 
-def _as_index_array(img_of_caption: Any) -> np.ndarray:
-    """Return ``img_of_caption`` as a 1-D int64 numpy array (ValueError if it is not integral)."""
-    try:
-        import torch
-
-        if isinstance(img_of_caption, torch.Tensor):
-            img_of_caption = img_of_caption.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    arr = np.asarray(img_of_caption)
-    if arr.size == 0:  # np.asarray([]) is float64; an empty index list is still valid
-        return arr.astype(np.int64)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(
-            f"img_of_caption must hold integer image indices, got dtype {arr.dtype}"
-        )
-    return arr.astype(np.int64, copy=False)
-
-
-def _fmt_indices(idx: np.ndarray, limit: int = 5) -> str:
-    """Format the first ``limit`` entries of an index array (``'1, 4, 7, ... (12 in total)'``)."""
-    shown = ", ".join(str(int(v)) for v in idx[:limit])
-    if len(idx) > limit:
-        shown += f", ... ({len(idx)} in total)"
-    return shown
-
-
 def _chunk_rows(n_rows: int, n_cols: int) -> int:
     """Rows per chunk so that one chunk holds about ``_CHUNK_ELEMENTS`` entries."""
     return max(1, _CHUNK_ELEMENTS // max(1, n_cols))
@@ -141,30 +116,12 @@ def _validate(sims: Any, img_of_caption: Any) -> tuple[np.ndarray, np.ndarray]:
     n_images, n_captions = s.shape
     if n_images == 0:
         raise ValueError("sims has no images (shape[0] == 0); retrieval metrics are undefined")
-    img = _as_index_array(img_of_caption)
-    if img.ndim != 1:
+    corr = Correspondence(img_of_caption, n_images, every_image_captioned=False)  # integral, 1-D, in range
+    if corr.n_captions != n_captions:
         raise ValueError(
-            "img_of_caption must be 1-D (one image index per caption), "
-            f"got shape {tuple(img.shape)}"
+            f"img_of_caption has {corr.n_captions} entries but sims has {n_captions} captions (columns)"
         )
-    if len(img) != n_captions:
-        raise ValueError(
-            f"img_of_caption has {len(img)} entries but sims has {n_captions} captions (columns)"
-        )
-    if n_captions:
-        bad = np.flatnonzero((img < 0) | (img >= n_images))
-        if len(bad):
-            raise ValueError(
-                f"img_of_caption holds image indices outside [0, {n_images}): "
-                f"captions {_fmt_indices(bad)} point to images {_fmt_indices(img[bad])}"
-            )
-    counts = np.bincount(img, minlength=n_images)
-    empty = np.flatnonzero(counts == 0)
-    if len(empty):
-        raise ValueError(
-            f"{len(empty)} image(s) have no caption in img_of_caption (every image needs at least "
-            f"one): images {_fmt_indices(empty)}"
-        )
+    img = Correspondence(corr.img_of_caption, n_images).img_of_caption  # every image has a caption
     if np.issubdtype(s.dtype, np.floating):
         step = _chunk_rows(n_images, n_captions)
         n_nan = 0
@@ -188,15 +145,9 @@ def _validate(sims: Any, img_of_caption: Any) -> tuple[np.ndarray, np.ndarray]:
 # Ranks
 # --------------------------------------------------------------------------------------------
 def captions_of_image(img_of_caption: Any, n_images: int) -> list[np.ndarray]:
-    """Return, for every image ``0 .. n_images-1``, the sorted caption indices that describe it."""
-    img = _as_index_array(img_of_caption)
-    if img.ndim != 1:
-        raise ValueError(f"img_of_caption must be 1-D, got shape {tuple(img.shape)}")
-    if len(img) and (img.min() < 0 or img.max() >= n_images):
-        raise ValueError(f"img_of_caption holds image indices outside [0, {n_images})")
-    order = np.argsort(img, kind="stable")
-    bounds = np.searchsorted(img[order], np.arange(n_images + 1))
-    return [order[bounds[i] : bounds[i + 1]] for i in range(n_images)]
+    """Return, for every image ``0 .. n_images-1``, the sorted caption indices that describe it
+    (:attr:`graphmatch.structures.Correspondence.groups`; images may have none)."""
+    return list(Correspondence(img_of_caption, n_images, every_image_captioned=False).groups)
 
 
 def _i2t_ranks(s: np.ndarray, img: np.ndarray) -> np.ndarray:
@@ -355,10 +306,8 @@ def retrieval_metrics_folds(sims: Any, img_of_caption: Any, n_folds: int = 5) ->
     n_images = s.shape[0]
     size = check_folds(n_images, n_folds)
     folds: list[dict[str, Any]] = []
-    for f in range(int(n_folds)):
-        lo, hi = f * size, (f + 1) * size
-        cap_idx = np.flatnonzero((img >= lo) & (img < hi))
-        folds.append(_metrics_from_validated(s[lo:hi][:, cap_idx], img[cap_idx] - lo))
+    for images, corr, cap_idx in Correspondence(img, n_images).folds(int(n_folds)):
+        folds.append(_metrics_from_validated(s[images[0]:images[-1] + 1][:, cap_idx], corr.img_of_caption))
     out: dict[str, Any] = {key: float(np.mean([m[key] for m in folds])) for key in METRIC_KEYS}
     out["n_images"] = int(n_images)
     out["n_captions"] = int(s.shape[1])

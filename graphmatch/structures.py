@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 Span = Tuple[int, int]  # [start, end) token offsets within the caption
@@ -456,6 +457,216 @@ class SceneGraph:
             g.add_edge(("object", r.subject), ("relation", k), kind="subject")
             g.add_edge(("relation", k), ("object", r.object), kind="object")
         return g
+
+
+# --------------------------------------------------------------------------------------------
+# the image <-> caption correspondence
+# --------------------------------------------------------------------------------------------
+
+def _index_array(values: Any, what: str) -> "np.ndarray":
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.size == 0:  # np.asarray([]) is float64; an empty index list is still valid
+        return arr.astype(np.int64).reshape(-1) if arr.ndim <= 1 else arr.astype(np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{what} must hold integer image indices, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _some(idx: "np.ndarray", limit: int = 5) -> str:
+    shown = ", ".join(str(int(v)) for v in idx[:limit])
+    return shown + (f", ... ({len(idx)} in total)" if len(idx) > limit else "")
+
+
+class Correspondence:
+    """Which image each caption describes: ``img_of_caption[c]`` is the image index of caption ``c``.
+
+    The one place that turns this map into groups, subsets, folds and positive masks (nothing
+    assumes a fixed number of captions per image).
+
+    Args:
+        img_of_caption: integer ``[n_captions]`` (numpy array, torch tensor or list).
+        n_images: the number of images (default ``max + 1``).
+        every_image_captioned: require at least one caption per image (the retrieval protocol
+            needs it; a training batch always has it).
+
+    Raises:
+        ValueError: ``img_of_caption`` is not 1-D or not integral, holds an index outside
+            ``[0, n_images)`` (naming the captions), or, with ``every_image_captioned``, an image
+            has no caption (naming the images).
+    """
+
+    __slots__ = ("_img", "n_images", "_groups")
+
+    def __init__(self, img_of_caption: Any, n_images: Optional[int] = None, *,
+                 every_image_captioned: bool = True) -> None:
+        img = _index_array(img_of_caption, "img_of_caption")
+        if img.ndim != 1:
+            raise ValueError(f"img_of_caption must be 1-D (one image index per caption), got shape {tuple(img.shape)}")
+        if n_images is None:
+            n_images = int(img.max()) + 1 if img.size else 0
+        n_images = int(n_images)
+        if n_images < 0:
+            raise ValueError(f"n_images must be >= 0, got {n_images}")
+        if img.size:
+            bad = np.flatnonzero((img < 0) | (img >= n_images))
+            if len(bad):
+                raise ValueError(f"img_of_caption holds image indices outside [0, {n_images}): "
+                                 f"captions {_some(bad)} point to images {_some(img[bad])}")
+        if every_image_captioned:
+            empty = np.flatnonzero(np.bincount(img, minlength=n_images) == 0)
+            if len(empty):
+                raise ValueError(f"{len(empty)} image(s) have no caption in img_of_caption (every image needs at "
+                                 f"least one): images {_some(empty)}")
+        img = img.copy()
+        img.setflags(write=False)
+        self._img = img
+        self.n_images = n_images
+        self._groups: Optional[List[np.ndarray]] = None
+
+    @classmethod
+    def from_ids(cls, caption_image_ids: Sequence[str], image_ids: Sequence[str], **kw: Any) -> "Correspondence":
+        """From the image id of every caption and the id of every image (row order).
+
+        Raises:
+            ValueError: an image id repeats, or a caption's id is not among ``image_ids`` (naming
+                the caption).
+        """
+        row: Dict[str, int] = {}
+        for i, s in enumerate(image_ids):
+            if s in row:
+                raise ValueError(f"image id {s!r} appears twice (images {row[s]} and {i})")
+            row[s] = i
+        img = np.empty(len(caption_image_ids), np.int64)
+        for c, s in enumerate(caption_image_ids):
+            if s not in row:
+                raise ValueError(f"caption {c}: image id {s!r} is not one of the {len(row)} image ids")
+            img[c] = row[s]
+        return cls(img, len(row), **kw)
+
+    @classmethod
+    def contiguous(cls, n_images: int, captions_per_image: int) -> "Correspondence":
+        """``captions_per_image`` consecutive captions per image (the precomp layout without ids)."""
+        return cls(np.repeat(np.arange(int(n_images), dtype=np.int64), int(captions_per_image)), n_images)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def img_of_caption(self) -> "np.ndarray":
+        """Read-only int64 ``[n_captions]``."""
+        return self._img
+
+    @property
+    def n_captions(self) -> int:
+        return int(self._img.size)
+
+    def tensor(self, device: Any = None) -> torch.Tensor:
+        """``img_of_caption`` as a long tensor (a copy)."""
+        return torch.tensor(self._img, dtype=torch.long, device=device)
+
+    @property
+    def groups(self) -> List["np.ndarray"]:
+        """For every image, its sorted caption indices (int64 arrays; shared, do not modify)."""
+        if self._groups is None:
+            order = np.argsort(self._img, kind="stable")
+            bounds = np.searchsorted(self._img[order], np.arange(self.n_images + 1))
+            self._groups = [order[bounds[i]:bounds[i + 1]] for i in range(self.n_images)]
+        return self._groups
+
+    def captions_of(self, image: int) -> "np.ndarray":
+        """The sorted caption indices of image ``image``."""
+        if not -self.n_images <= int(image) < self.n_images:
+            raise IndexError(f"image {image} is outside the {self.n_images} images")
+        return self.groups[int(image)]
+
+    def counts(self) -> "np.ndarray":
+        """Captions per image, int64 ``[n_images]``."""
+        return np.bincount(self._img, minlength=self.n_images).astype(np.int64)
+
+    @property
+    def captions_per_image(self) -> Optional[int]:
+        """k when every image has the same number of captions, else None."""
+        c = np.unique(self.counts())
+        return int(c[0]) if c.size == 1 else None
+
+    # ------------------------------------------------------------------ subsets
+    def subset(self, image_indices: Any, *, grouped: bool = False) -> Tuple["Correspondence", "np.ndarray"]:
+        """The images ``image_indices`` (renumbered 0.. in that order) and all of their captions.
+
+        Returns ``(correspondence, caption_indices)``: the captions in their original order, or,
+        with ``grouped``, grouped by image in the order of ``image_indices`` (original order within
+        an image). ``image_indices`` may be a boolean mask of length ``n_images``.
+
+        Raises:
+            ValueError / IndexError: indices that repeat, are not integers or lie outside the images.
+        """
+        idx = np.asarray(image_indices.detach().cpu() if isinstance(image_indices, torch.Tensor) else image_indices)
+        if idx.dtype == np.bool_:
+            if idx.shape != (self.n_images,):
+                raise ValueError(f"boolean mask has shape {idx.shape}, expected ({self.n_images},)")
+            idx = np.flatnonzero(idx)
+        if idx.size == 0:
+            idx = idx.astype(np.int64).reshape(-1)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError("image indices must be a 1-D sequence of integers or a boolean mask")
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < -self.n_images or idx.max() >= self.n_images):
+            raise IndexError(f"image index out of range for {self.n_images} images")
+        idx = np.where(idx < 0, idx + self.n_images, idx)
+        if np.unique(idx).size != idx.size:
+            raise ValueError("image indices contain duplicates")
+        new_of_old = np.full(self.n_images, -1, np.int64)
+        new_of_old[idx] = np.arange(idx.size)
+        if grouped:
+            parts = [self.groups[i] for i in idx]
+            caps = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        else:
+            caps = np.flatnonzero(new_of_old[self._img] >= 0)
+        return Correspondence(new_of_old[self._img[caps]], int(idx.size),
+                              every_image_captioned=False), caps.astype(np.int64)
+
+    def folds(self, n_folds: int) -> List[Tuple["np.ndarray", "Correspondence", "np.ndarray"]]:
+        """``n_folds`` contiguous equal image folds (the MS-COCO 1K protocol for 5):
+        ``[(image_indices, correspondence, caption_indices), ...]``, each as :meth:`subset`.
+
+        Raises:
+            ValueError: ``n_folds`` is not a positive integer or does not divide ``n_images``
+                (:func:`graphmatch.metrics.check_folds` says the same in the terms of the COCO protocol).
+        """
+        if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
+            raise ValueError(f"n_folds must be a positive integer, got {n_folds!r}")
+        if self.n_images < n_folds or self.n_images % n_folds:
+            raise ValueError(f"{self.n_images} images are not divisible into {n_folds} equal folds")
+        size = self.n_images // int(n_folds)
+        out = []
+        for f in range(int(n_folds)):
+            images = np.arange(f * size, (f + 1) * size, dtype=np.int64)
+            corr, caps = self.subset(images)
+            out.append((images, corr, caps))
+        return out
+
+    # ------------------------------------------------------------------ masks
+    @staticmethod
+    def mask_of(img_of_caption: torch.Tensor, n_images: int) -> torch.Tensor:
+        """bool ``[n_images, n_captions]`` of a long tensor ``img_of_caption``, on its device
+        (no copy to the host: the training step calls this)."""
+        return torch.arange(int(n_images), device=img_of_caption.device).unsqueeze(1) == img_of_caption.unsqueeze(0)
+
+    def positive_mask(self, images: Any = None, captions: Any = None, device: Any = None) -> torch.Tensor:
+        """bool ``[len(images), len(captions)]``, True where caption ``captions[b]`` describes image
+        ``images[a]`` (default: all images / all captions)."""
+        img = self._img if captions is None else self._img[np.asarray(captions, dtype=np.int64)]
+        rows = np.arange(self.n_images) if images is None else np.asarray(images, dtype=np.int64)
+        return torch.as_tensor(rows[:, None] == img[None, :], device=device)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Correspondence) and self.n_images == other.n_images
+                and np.array_equal(self._img, other._img))
+
+    def __repr__(self) -> str:
+        k = self.captions_per_image
+        return (f"Correspondence(n_images={self.n_images}, n_captions={self.n_captions}"
+                + (f", captions_per_image={k})" if k is not None else ")"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,8 +38,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from graphmatch.data import precomp as P
-from graphmatch.data.precomp import DataError
+import graphmatch.data.precomp as P
+from graphmatch.data.precomp import DataError, cached_feature_scan
+from graphmatch.data.scan_cache import CACHE_ENV, cached
 from graphmatch.utils.io import file_sha256
 
 PathLike = Union[str, os.PathLike]
@@ -48,9 +49,6 @@ log = logging.getLogger(__name__)
 __all__ = ["Problem", "SplitReport", "DataReport", "check_split", "check_data", "check_before_training",
            "cached_feature_scan", "file_manifest", "write_manifest", "verify_manifest", "find_splits"]
 
-CACHE_ENV = "GRAPHMATCH_CACHE"
-CACHE_VERSION = 1
-_CACHE_ENTRIES = 256
 _PROGRESS_BYTES = 256 * 1024 * 1024  # files larger than this get a progress bar
 _HASH_BLOCK = 1024 * 1024
 
@@ -158,71 +156,6 @@ class DataReport:
 
 
 # ------------------------------------------------------------------------------------ cache
-def _cache_path() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base) if base else Path.home() / ".cache" / "graphmatch") / "data-checks.json"
-
-
-def _fingerprint(paths: Sequence[Path]) -> str:
-    parts = []
-    for p in paths:
-        st = os.stat(p)
-        parts.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
-    return json.dumps(parts)
-
-
-def _cache_read(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
-        return {}
-    return data["entries"]
-
-
-def cached(kind: str, paths: Sequence[Path], compute: Callable[[], Any]) -> Any:
-    """``compute()``, cached under ``kind`` and the versions (path, size, mtime) of ``paths``.
-
-    The cache is ``$GRAPHMATCH_CACHE/data-checks.json`` (see the module docstring); reading or
-    writing it never fails the caller. Only JSON-able results can be cached."""
-    from graphmatch.utils.io import atomic_write_json
-
-    try:
-        key = f"{kind}:{_fingerprint(paths)}"
-    except OSError:
-        return compute()
-    path = _cache_path()
-    entries = _cache_read(path)
-    hit = entries.get(key)
-    if isinstance(hit, dict) and "value" in hit:
-        return hit["value"]
-    value = compute()
-    entries = _cache_read(path)  # another process may have added entries meanwhile
-    entries[key] = {"value": value, "time": time.time()}
-    if len(entries) > _CACHE_ENTRIES:
-        keep = sorted(entries.items(), key=lambda kv: kv[1].get("time", 0) if isinstance(kv[1], dict) else 0)
-        entries = dict(keep[-_CACHE_ENTRIES:])
-    try:
-        atomic_write_json(path, {"version": CACHE_VERSION, "entries": entries}, indent=0)
-    except OSError as e:
-        log.debug("data check cache %s not written (%s)", path, e)
-    return value
-
-
-def cached_feature_scan(path: PathLike, features: Optional[np.ndarray] = None, *, progress: bool = False) -> dict:
-    """:func:`graphmatch.data.precomp.scan_features` of the ``.npy`` file ``path`` (memory-mapped
-    unless ``features`` is given), cached per file version."""
-    path = Path(path)
-
-    def compute() -> dict:
-        arr = features if features is not None else np.load(path, mmap_mode="r")
-        big = progress and path.stat().st_size > _PROGRESS_BYTES
-        return P.scan_features(arr, progress=big, desc=f"checking {path.name}")
-
-    return cached("features", [path], compute)
-
-
 def _cached_box_scan(bbx: Path, sizes: Optional[np.ndarray], size_path: Optional[Path], progress: bool) -> dict:
     def compute() -> dict:
         arr = np.load(bbx, mmap_mode="r")

@@ -43,7 +43,7 @@ CR-only (classic Mac OS) line endings are read as line breaks; a UTF-16/UTF-32 f
 mark or NUL bytes) and a file mixing lone CRs with LF line ends are errors.
 
 Region feature rows that are all zero are zero padding (fewer detected regions than ``R``):
-:class:`~graphmatch.data.dataset.MatchingData` leaves them out of the image's graph, so they are
+:class:`PrecompRegions` (the region source of a loaded split) leaves them out of the image's regions, so they are
 masked out of attention and pooling. An image with no non-zero row is an error.
 
 Every problem with the input raises :class:`DataError` naming the file and the line / record /
@@ -58,16 +58,16 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from graphmatch.data.vocab import tokenize
-from graphmatch.metrics import captions_of_image as group_captions
-from graphmatch.registry import DATASETS
+from graphmatch.structures import Correspondence, Regions
 from graphmatch.utils.io import atomic_save_npy, atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
 
-__all__ = ["DataError", "PrecompSplit", "load_precomp", "load_captions", "write_precomp", "precomp_paths"]
+__all__ = ["DataError", "PrecompSplit", "PrecompRegions", "load_precomp", "load_captions", "write_precomp", "precomp_paths"]
 
 _MAX_LISTED = 5  # how many offending lines / records an error message lists
 _FINITE_CHUNK_BYTES = 64 * 1024 * 1024  # bytes of features checked per chunk
@@ -144,6 +144,11 @@ class PrecompSplit:
         return None if self.features is None else int(self.features.shape[2])
 
     @property
+    def correspondence(self) -> Correspondence:
+        """The caption -> image map as a :class:`~graphmatch.structures.Correspondence`."""
+        return Correspondence(self.img_of_caption, self.n_images, every_image_captioned=False)
+
+    @property
     def captions_per_image(self) -> Optional[int]:
         """k when every image has the same number of captions, else None."""
         counts = {len(c) for c in self.captions_of_image}
@@ -156,32 +161,15 @@ class PrecompSplit:
         in the order of ``indices``. ``indices`` may also be a boolean mask of length n_images.
         Features are copied into memory (fancy indexing of a memmap).
         """
+        corr, cap_idx = self.correspondence.subset(indices, grouped=True)
         idx = np.asarray(indices)
-        if idx.dtype == bool:
-            if idx.shape != (self.n_images,):
-                raise ValueError(f"boolean mask has shape {idx.shape}, expected ({self.n_images},)")
-            idx = np.flatnonzero(idx)
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise ValueError("indices must be a 1-D sequence of integers or a boolean mask")
-        idx = idx.astype(np.int64, copy=False)
-        if idx.size and (idx.min() < -self.n_images or idx.max() >= self.n_images):
-            raise IndexError(f"image index out of range for {self.n_images} images")
-        idx = np.where(idx < 0, idx + self.n_images, idx)
-        if np.unique(idx).size != idx.size:
-            raise ValueError("indices contain duplicates")
-        cap_groups = [self.captions_of_image[i] for i in idx]
-        cap_idx = (np.concatenate(cap_groups) if cap_groups else np.zeros(0, np.int64))
-        new_img = np.repeat(np.arange(idx.size, dtype=np.int64), [len(g) for g in cap_groups])
-        new_groups, start = [], 0
-        for g in cap_groups:
-            new_groups.append(np.arange(start, start + len(g), dtype=np.int64))
-            start += len(g)
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64).reshape(-1) % max(1, self.n_images)
         return replace(
             self,
             features=None if self.features is None else np.asarray(self.features[idx]),
             captions=[self.captions[j] for j in cap_idx],
-            img_of_caption=new_img,
-            captions_of_image=new_groups,
+            img_of_caption=np.array(corr.img_of_caption),
+            captions_of_image=list(corr.groups),
             image_ids=[self.image_ids[i] for i in idx],
             boxes=None if self.boxes is None else np.asarray(self.boxes[idx]),
             image_sizes=None if self.image_sizes is None else np.asarray(self.image_sizes[idx]),
@@ -192,6 +180,86 @@ class PrecompSplit:
                 f"n_images={self.n_images}, n_captions={self.n_captions}, "
                 f"regions={self.n_regions}, dim={self.feature_dim}, "
                 f"boxes={self.boxes is not None}, sizes={self.image_sizes is not None})")
+
+
+class PrecompRegions:
+    """The feature rows of a loaded :class:`PrecompSplit` as a region source: ``get(image_id)`` and
+    ``image_id in source`` by the split's image ids, :meth:`row` by row number.
+
+    All-zero feature rows are zero padding (fewer detected regions than ``R``): they are left out of
+    an image's :class:`~graphmatch.structures.Regions` together with their boxes, so graphs never
+    hold them. Without a boxes file the boxes are zeros and ``flags["boxes_missing"]`` is set;
+    without a sizes file the size is the extent of the boxes (at least 1 x 1) and
+    ``flags["image_size_estimated"]`` is set; graph builders leave such fields out.
+
+    Raises:
+        DataError: (from :meth:`row` / :meth:`get`) an image whose every row is zero padding, or a
+            row the :class:`~graphmatch.structures.Regions` checks reject (NaN / inf, an inverted
+            box), naming the file and the row.
+    """
+
+    def __init__(self, split: PrecompSplit) -> None:
+        if split.features is None:
+            raise ValueError(f"split {split.split!r} of {split.root} has no feature array ({split.split}_ims.npy)")
+        self.split = split
+        self.path = split.root / f"{split.split}_ims.npy"
+        self._row = {image_id: i for i, image_id in enumerate(split.image_ids)}
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.split.feature_dim)  # type: ignore[arg-type]
+
+    def ids(self) -> list[str]:
+        """Image ids in row order."""
+        return list(self.split.image_ids)
+
+    def __len__(self) -> int:
+        return self.split.n_images
+
+    def __contains__(self, image_id: object) -> bool:
+        return str(image_id) in self._row
+
+    def get(self, image_id: str) -> Regions:
+        """The regions of ``image_id``."""
+        try:
+            i = self._row[str(image_id)]
+        except KeyError:
+            raise KeyError(f"image id {image_id!r} is not in split {self.split.split!r} of {self.split.root}") from None
+        return self.row(i)
+
+    __getitem__ = get
+
+    def row(self, i: int) -> Regions:
+        """The regions of feature row ``i``, zero padding left out."""
+        s = self.split
+        feats = np.array(s.features[i], dtype=np.float32)  # type: ignore[index]
+        boxes = None if s.boxes is None else np.array(s.boxes[i], dtype=np.float32)
+        keep = (feats != 0).any(axis=1)
+        if not keep.all():
+            if not keep.any():
+                raise DataError(f"{self.path}: image row {i} has only all-zero region features (every region is "
+                                "zero padding)", path=self.path, record=f"row {i}", code="all_zero_image")
+            feats = feats[keep]
+            boxes = None if boxes is None else boxes[keep]
+        flags: dict = {}
+        if boxes is None:
+            boxes = np.zeros((feats.shape[0], 4), np.float32)
+            flags["boxes_missing"] = True
+        if s.image_sizes is not None:
+            size = (float(s.image_sizes[i][0]), float(s.image_sizes[i][1]))
+        else:
+            ext = boxes[:, 2:].max(axis=0) if len(boxes) else np.ones(2)
+            size = (max(1.0, float(np.ceil(ext[0]))), max(1.0, float(np.ceil(ext[1]))))
+            flags["image_size_estimated"] = True
+        try:
+            return Regions(boxes=torch.from_numpy(boxes), features=torch.from_numpy(feats), image_size=size,
+                           flags=flags)
+        except ValueError as e:
+            where = self.path if "boxes" not in str(e) else s.root / f"{s.split}_ims_bbx.npy"
+            raise DataError(f"{where}: image row {i}: {e}", path=where, record=f"row {i}", code="bad_regions") from None
+
+    def __repr__(self) -> str:
+        return f"PrecompRegions({str(self.path)!r}, {len(self)} images)"
 
 
 # ---------------------------------------------------------------------------------- readers
@@ -401,11 +469,27 @@ def feature_scan_errors(scan: dict, path: Path) -> list[DataError]:
     return errors
 
 
+_PROGRESS_BYTES = 256 * 1024 * 1024  # feature files larger than this get a progress bar when scanned
+
+
+def cached_feature_scan(path: PathLike, features: Optional[np.ndarray] = None, *, progress: bool = False) -> dict:
+    """:func:`scan_features` of the ``.npy`` file ``path`` (memory-mapped unless ``features`` is
+    given), cached per file version (:mod:`graphmatch.data.scan_cache`)."""
+    from graphmatch.data.scan_cache import cached
+
+    path = Path(path)
+
+    def compute() -> dict:
+        arr = features if features is not None else np.load(path, mmap_mode="r")
+        big = progress and path.stat().st_size > _PROGRESS_BYTES
+        return scan_features(arr, progress=big, desc=f"checking {path.name}")
+
+    return cached("features", [path], compute)
+
+
 def _check_finite(features: np.ndarray, path: Path) -> None:
     """Raise if any feature is NaN/inf or an image has only all-zero rows (scan cached per file
-    version, see :func:`graphmatch.data.check.cached_feature_scan`)."""
-    from graphmatch.data.check import cached_feature_scan
-
+    version, :func:`cached_feature_scan`)."""
     errors = feature_scan_errors(cached_feature_scan(path, features), path)
     if errors:
         raise errors[0]
@@ -631,7 +715,7 @@ def load_precomp(root: PathLike, split: str, *, mmap: bool = True,
         check_finite: scan the features (in bounded-memory chunks) for NaN / inf and for images
             whose every region row is zero, and the boxes for NaN / inf and inverted boxes. The
             feature scan of a file is cached by path, size and modification time
-            (:func:`graphmatch.data.check.cached_feature_scan`), so it runs once per file version.
+            (:func:`cached_feature_scan`), so it runs once per file version.
 
     Raises:
         DataError: for any missing or malformed file; the message names the file and the line /
@@ -668,7 +752,7 @@ def load_precomp(root: PathLike, split: str, *, mmap: bool = True,
     img_of_caption, image_ids = _map_captions(ids_lines, paths["ids"], caps, ims,
                                               n_images, len(captions), row_ids=row_ids,
                                               row_ids_path=paths["ims_ids"])
-    captions_of_image = [c.astype(np.int64) for c in group_captions(img_of_caption, n_images)]
+    captions_of_image = list(Correspondence(img_of_caption, n_images, every_image_captioned=False).groups)
 
     # ---- boxes and sizes
     boxes = None
@@ -716,7 +800,7 @@ def load_captions(root: PathLike, split: str) -> PrecompSplit:
         raise DataError(f"{paths['ids']}: no image ids (file is empty)")
     img_of_caption, image_ids = _map_captions(ids, paths["ids"], caps, paths["ids"], n_images, len(captions),
                                               ordered=False)
-    captions_of_image = [c.astype(np.int64) for c in group_captions(img_of_caption, n_images)]
+    captions_of_image = list(Correspondence(img_of_caption, n_images, every_image_captioned=False).groups)
     return PrecompSplit(root=root, split=split, features=None, captions=captions,
                         img_of_caption=img_of_caption, captions_of_image=captions_of_image, image_ids=image_ids)
 
@@ -817,6 +901,3 @@ def write_precomp(root: PathLike, split: str, features: np.ndarray, captions: Se
             written[key] = paths[key]
     return written
 
-
-DATASETS.register("precomp", load_precomp)
-DATASETS.register("captions", load_captions)

@@ -42,7 +42,6 @@ from tqdm import tqdm
 
 from graphmatch.data.precomp import write_precomp
 from graphmatch.data.vocab import tokenize
-from graphmatch.registry import DATASETS
 from graphmatch.utils.io import atomic_write_json, atomic_write_text, replace_dir
 from graphmatch.utils.progress import progress as progress_bar
 
@@ -896,5 +895,3 @@ def ensure_synthetic(out_dir: PathLike, **kw: Any) -> dict:
     summary = generate_synthetic(out, progress=progress, **params)
     return {**summary, "generated": True}
 
-
-DATASETS.register("synthetic", generate_synthetic)

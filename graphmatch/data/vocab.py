@@ -3,7 +3,9 @@
 The tokenizer is a small regular expression: text is lower-cased, the possessive / contraction
 ``'s`` is split off as its own token (``"man's"`` -> ``["man", "'s"]``, as in the PTB-style captions
 of the SCAN lineage), runs of letters and digits become tokens, and all other characters
-(punctuation, symbols, whitespace) are dropped.
+(punctuation, symbols, whitespace) are dropped. :func:`tokenize_with_offsets` gives the same tokens
+with their character offsets in the caption: the one tokenisation that both the vocabulary ids and
+the token spans of parsed caption graphs use.
 
 A :class:`Vocabulary` maps tokens to integer ids with two reserved entries: id 0 is ``<pad>`` and
 id 1 is ``<unk>``. It is saved as a small versioned JSON file.
@@ -15,7 +17,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 from graphmatch.utils.io import atomic_write_json
 
@@ -32,6 +34,43 @@ _TOKEN_RE = re.compile(r"'s(?![^\W_])|[^\W_]+", re.UNICODE)
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
+def _normalise(text: str) -> tuple[str, Optional[list[int]]]:
+    """The lower-cased text with apostrophes unified, and (only when lower-casing changed the
+    length, e.g. for a dotted capital I) the index in ``text`` of every normalised character."""
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize() expects a str, got {type(text).__name__}")
+    low = text.lower()
+    if len(low) == len(text):
+        return low.translate(_APOSTROPHES), None
+    chars: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        for c in ch.lower():
+            chars.append(c)
+            where.append(i)
+    return "".join(chars).translate(_APOSTROPHES), where
+
+
+def tokenize_with_offsets(text: str) -> list[tuple[str, int, int]]:
+    """The tokens of ``text`` (see :func:`tokenize`) with their ``[start, end)`` character offsets
+    in ``text`` itself (before lower-casing)::
+
+        >>> tokenize_with_offsets("A man's dog, 2 cats!")
+        [('a', 0, 1), ('man', 2, 5), ("'s", 5, 7), ('dog', 8, 11), ('2', 13, 14), ('cats', 15, 19)]
+
+    This is the one tokenisation of a caption: vocabulary ids come from it, and a parser's tokens
+    are mapped onto it through their character offsets
+    (:func:`graphmatch.graphs.text.align_scene_graph`).
+    """
+    norm, where = _normalise(text)
+    if where is None:
+        return [(m.group(), m.start(), m.end()) for m in _TOKEN_RE.finditer(norm)]
+    out = []
+    for m in _TOKEN_RE.finditer(norm):
+        out.append((m.group(), where[m.start()], where[m.end() - 1] + 1))
+    return out
+
+
 def tokenize(text: str) -> list[str]:
     """Split ``text`` into lower-case word tokens.
 
@@ -39,10 +78,11 @@ def tokenize(text: str) -> list[str]:
 
         >>> tokenize("A man's dog, 2 cats!")
         ['a', 'man', "'s", 'dog', '2', 'cats']
+
+    The tokens of :func:`tokenize_with_offsets`.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"tokenize() expects a str, got {type(text).__name__}")
-    return _TOKEN_RE.findall(text.lower().translate(_APOSTROPHES))
+    norm, _ = _normalise(text)
+    return _TOKEN_RE.findall(norm)
 
 
 class VocabularyError(ValueError):

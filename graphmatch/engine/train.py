@@ -35,6 +35,7 @@ from graphmatch.engine.evaluator import evaluate
 from graphmatch.engine.hooks import (
     CheckpointHook, LossEpochHook, ProgressHook, StepLRHook, TimeLimitHook, ValidationHook,
 )
+from graphmatch.data.sampler import CaptionBatchSampler, PairLoader
 from graphmatch.engine.trainer import Trainer
 from graphmatch.losses import build_loss
 from graphmatch.models import build_matcher
@@ -210,10 +211,11 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     ]
     if cfg.train.max_minutes is not None:
         hooks.append(TimeLimitHook(cfg.train.max_minutes))
-    trainer = Trainer(model=model, optimizer=optimizer, loss_fn=loss_fn, data=train_data,
-                      batch_size=cfg.train.batch_size, epochs=cfg.train.epochs, seed=cfg.train.seed, device=device,
-                      grad_clip=cfg.train.grad_clip, max_steps_per_epoch=cfg.train.max_steps_per_epoch,
-                      num_workers=cfg.train.num_workers, hooks=hooks)
+    sampler = CaptionBatchSampler(train_data.n_captions, cfg.train.batch_size, seed=cfg.train.seed,
+                                  max_steps_per_epoch=cfg.train.max_steps_per_epoch)
+    trainer = Trainer(model=model, optimizer=optimizer, loss_fn=loss_fn,
+                      batches=PairLoader(train_data, sampler, num_workers=cfg.train.num_workers),
+                      epochs=cfg.train.epochs, device=device, grad_clip=cfg.train.grad_clip, hooks=hooks)
 
     if resume:
         d = resolve_checkpoint_dir(last_dir)

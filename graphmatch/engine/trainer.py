@@ -1,20 +1,22 @@
 """A minimal training loop; everything else (LR schedule, logging, validation, checkpoints, time
 limits) lives in hooks, in the manner of detectron2's ``engine/train_loop.py``.
 
-The order of batches is a pure function of ``(seed, epoch)``, and the loop position
-(``epoch``, ``step_in_epoch``) and the RNG state are part of the saved state, so a run resumed from
-a checkpoint continues exactly where it stopped (bit-identical on the CPU).
+The loop receives its batches: a batch source (:class:`graphmatch.data.sampler.PairLoader`) whose
+sampler (:class:`graphmatch.data.sampler.CaptionBatchSampler`) owns the order of batches, a pure
+function of ``(seed, epoch)``, and the position in it (``epoch``, ``step_in_epoch``). Position and
+RNG state are part of the saved state, so a run resumed from a checkpoint continues exactly where
+it stopped (bit-identical on the CPU). A distributed sampler or another data set is another batch
+source; the loop does not change.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Protocol, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
-from graphmatch.data.dataset import CaptionIndexDataset, MatchingData, PairBatch, PairCollator
+from graphmatch.data.dataset import PairBatch
 from graphmatch.utils.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -38,19 +40,31 @@ class HookBase:
     def after_step(self) -> None: ...
 
 
+class BatchSource(Protocol):
+    """What a :class:`Trainer` iterates: the remaining batches of its sampler's current epoch.
+
+    ``sampler`` holds the order and the position: ``epoch``, ``step``, ``set_epoch(epoch, step)``,
+    ``advance()``, ``state_dict()`` / ``load_state_dict()``, ``len()`` (steps per epoch), as
+    :class:`graphmatch.data.sampler.CaptionBatchSampler`."""
+
+    sampler: Any
+
+    def __iter__(self) -> Iterable[PairBatch]: ...
+
+
 class Trainer:
-    """Train a matcher on caption batches of ``data``.
+    """Train a matcher on the batches it receives.
 
     Args:
         model: a :class:`~graphmatch.models.base.Matcher`.
         optimizer: a torch optimizer over the model's parameters.
         loss_fn: ``loss_fn(sims, positive_mask) -> scalar``.
-        data: the training :class:`~graphmatch.data.dataset.MatchingData`.
-        batch_size, epochs, seed: the usual.
+        batches: the batch source (:class:`graphmatch.data.sampler.PairLoader` over the training
+            :class:`~graphmatch.data.dataset.MatchingData` and a
+            :class:`~graphmatch.data.sampler.CaptionBatchSampler`).
+        epochs: epochs to train.
         device: where the model lives.
         grad_clip: max global gradient norm (0 disables clipping).
-        max_steps_per_epoch: cut epochs short (debugging, smoke tests).
-        num_workers: ``DataLoader`` workers building the PyG batches.
         hooks: :class:`HookBase` objects, run in order.
     """
 
@@ -60,26 +74,18 @@ class Trainer:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        data: MatchingData,
-        batch_size: int,
+        batches: BatchSource,
         epochs: int,
-        seed: int = 0,
         device: str = "cpu",
         grad_clip: float = 0.0,
-        max_steps_per_epoch: Optional[int] = None,
-        num_workers: int = 0,
         hooks: Sequence[HookBase] = (),
     ) -> None:
-        if batch_size < 2:
-            raise ValueError("batch_size must be at least 2 (the loss needs negatives)")
-        self.model, self.optimizer, self.loss_fn, self.data = model, optimizer, loss_fn, data
-        self.batch_size, self.epochs, self.seed, self.device = batch_size, epochs, seed, device
-        self.grad_clip, self.max_steps_per_epoch, self.num_workers = grad_clip, max_steps_per_epoch, num_workers
+        self.model, self.optimizer, self.loss_fn, self.batches = model, optimizer, loss_fn, batches
+        self.sampler = batches.sampler
+        self.epochs, self.device, self.grad_clip = epochs, device, grad_clip
         self.hooks: List[HookBase] = []
         self.register_hooks(hooks)
-        # loop position and running state (saved in checkpoints)
-        self.epoch = 0
-        self.step_in_epoch = 0
+        # running state (saved in checkpoints); the loop position is the sampler's
         self.global_step = 0
         self.last_loss: float = float("nan")
         self.epoch_losses: List[float] = []
@@ -87,6 +93,20 @@ class Trainer:
         self.epoch_complete = False  # all batches of ``epoch`` done; its after_epoch hooks are running
         self.stop = False
         self.start_time = time.time()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch being run (0-based): the sampler's."""
+        return self.sampler.epoch
+
+    @property
+    def step_in_epoch(self) -> int:
+        """Batches of :attr:`epoch` already run: the sampler's position."""
+        return self.sampler.step
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.sampler)
 
     # ------------------------------------------------------------------ hooks
     def register_hooks(self, hooks: Sequence[HookBase]) -> None:
@@ -97,26 +117,6 @@ class Trainer:
     def _call(self, name: str) -> None:
         for h in self.hooks:
             getattr(h, name)()
-
-    # ------------------------------------------------------------------ data order
-    def epoch_batches(self, epoch: int) -> List[List[int]]:
-        """The caption batches of ``epoch``: a permutation seeded by ``(seed, epoch)``."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.data.n_captions, generator=g).tolist()
-        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        if batches and len(batches[-1]) < 2:  # a 1-caption batch has no negative
-            batches.pop()
-        if self.max_steps_per_epoch is not None:
-            batches = batches[: self.max_steps_per_epoch]
-        return batches
-
-    @property
-    def steps_per_epoch(self) -> int:
-        n = self.data.n_captions
-        steps = -(-n // self.batch_size)
-        if steps and n - (steps - 1) * self.batch_size < 2:
-            steps -= 1
-        return steps if self.max_steps_per_epoch is None else min(steps, self.max_steps_per_epoch)
 
     # ------------------------------------------------------------------ loop
     def run_step(self, batch: PairBatch) -> float:
@@ -139,30 +139,21 @@ class Trainer:
         self._call("before_train")
         try:
             while self.epoch < self.epochs and not self.stop:
-                batches = self.epoch_batches(self.epoch)[self.step_in_epoch :]
                 if self.step_in_epoch == 0:
                     self.epoch_losses = []
                 self.epoch_complete = False
                 self._call("before_epoch")
-                # an own generator: iterating a DataLoader otherwise draws from the global RNG,
-                # which would shift dropout masks after a resume
-                loader = DataLoader(
-                    CaptionIndexDataset(self.data.n_captions), batch_sampler=batches,
-                    collate_fn=PairCollator(self.data), num_workers=self.num_workers,
-                    generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch),
-                )
-                for batch in loader:
+                for batch in self.batches:
                     self._call("before_step")
                     self.last_loss = self.run_step(batch)
                     self.epoch_losses.append(self.last_loss)
-                    self.step_in_epoch += 1
+                    self.sampler.advance()
                     self.global_step += 1
                     self._call("after_step")
                     fault_point("after_step", epoch=self.epoch + 1, step=self.global_step)
                 self.epoch_complete = True
                 self._call("after_epoch")
-                self.epoch += 1
-                self.step_in_epoch = 0
+                self.sampler.set_epoch(self.epoch + 1)
                 self.epoch_complete = False
         finally:
             self._call("after_train")
@@ -184,6 +175,7 @@ class Trainer:
         return {
             "epoch": epoch,
             "step_in_epoch": step,
+            "sampler": {**self.sampler.state_dict(), "epoch": epoch, "step": step},
             "global_step": self.global_step,
             "epoch_losses": [] if done else list(self.epoch_losses),
             "optimizer": self.optimizer.state_dict(),
@@ -192,8 +184,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.step_in_epoch = int(state["step_in_epoch"])
+        """Restore :meth:`state_dict` (also of checkpoints written before the sampler held the position)."""
+        if isinstance(state.get("sampler"), dict):  # checks that the order is the one the position points into
+            self.sampler.load_state_dict(state["sampler"])
+        else:
+            self.sampler.set_epoch(int(state["epoch"]), int(state["step_in_epoch"]))
         self.global_step = int(state["global_step"])
         self.epoch_losses = [float(v) for v in state.get("epoch_losses", [])]
         self.optimizer.load_state_dict(state["optimizer"])
