@@ -46,7 +46,7 @@ try:
 except ImportError:  # running from a checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from detectors.base import build_extractor  # noqa: E402
+from detectors.extractor import build_extractor  # noqa: E402
 from detectors.extract import extract_images  # noqa: E402
 from detectors.images import load_image  # noqa: E402
 
