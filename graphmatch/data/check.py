@@ -31,16 +31,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 import graphmatch.data.precomp as P
 from graphmatch.data.precomp import DataError, cached_feature_scan
-from graphmatch.data.scan_cache import CACHE_ENV, cached
+from graphmatch.data.scan_cache import cached
 from graphmatch.utils.io import file_sha256
 
 PathLike = Union[str, os.PathLike]

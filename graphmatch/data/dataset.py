@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch_geometric.data import Batch
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +40,7 @@ from tqdm import tqdm
 
 from graphmatch.data.precomp import write_precomp
 from graphmatch.data.vocab import tokenize
-from graphmatch.utils.io import atomic_write_json, atomic_write_text, replace_dir
+from graphmatch.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from graphmatch.utils.progress import progress as progress_bar
 
 PathLike = Union[str, os.PathLike]
@@ -843,9 +841,7 @@ def generate_synthetic(out_dir: PathLike, *, n_train: int = 3000, n_dev: int = 3
             raise FileExistsError(
                 f"{out} exists and is not a SYNTHETIC data folder of {GENERATOR} (no meta.json "
                 "with \"synthetic\": true); refusing to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # built beside out and renamed into place when complete
         world = _make_world(params["seed"], params["feature_dim"])
         counts = {}
         sizes = dict(zip(SPLITS, (params["n_train"], params["n_dev"], params["n_test"])))
@@ -872,10 +868,6 @@ def generate_synthetic(out_dir: PathLike, *, n_train: int = 3000, n_dev: int = 3
             version=SYNTHETIC_VERSION, params=json.dumps(params), n_regions=params["n_regions"],
             feature_dim=params["feature_dim"], k=params["captions_per_image"]))
         atomic_write_json(tmp / "meta.json", meta)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {**meta, "path": str(out), "seconds": round(time.perf_counter() - t0, 3)}
 
 

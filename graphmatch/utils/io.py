@@ -1,4 +1,10 @@
-"""Small file-system helpers: atomic writes so that a crash never leaves a half-written file."""
+"""Small file-system helpers: atomic writes so that a crash never leaves a half-written file.
+
+Files: :func:`atomic_path` (and :func:`atomic_write_text`, ``_json``, ``_save_npy``, ``_with``),
+:func:`write_bytes`. Folders: :func:`atomic_dir` (a folder written beside its target and renamed
+into place, :func:`replace_dir`). Flushing: :func:`fsync_file`, :func:`fsync_tree`,
+:func:`fsync_dir`. Errors: :data:`NO_SPACE_ERRNOS`, :func:`os_error_text`. Hashes: :func:`file_sha256`.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -65,6 +71,27 @@ def fsync_dir(path: PathLike) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_file(path: PathLike) -> None:
+    """Flush a written file's data to disk (``OSError`` if that fails: the data may be lost)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: PathLike) -> None:
+    """Flush every file under ``folder`` (sub-folders included), then the folders themselves,
+    deepest first, so a folder about to be renamed into place is complete on disk."""
+    folder = Path(folder)
+    for dirpath, _dirnames, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                fsync_file(p)
+        fsync_dir(dirpath)
 
 
 @contextlib.contextmanager
@@ -149,6 +176,38 @@ def replace_dir(src: PathLike, dst: PathLike) -> None:
     fsync_dir(dst.parent)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: PathLike, *, tmp_prefix: Optional[str] = None, fsync: bool = True) -> Iterator[Path]:
+    """Write a folder atomically: yield a new empty temporary folder beside ``path``; when the block
+    ends without an exception its files are flushed to disk (:func:`fsync_tree`, unless ``fsync``
+    is False) and it replaces ``path`` (:func:`replace_dir`: at every moment ``path`` or
+    ``<path>.old`` is a complete folder). On an exception the temporary folder is removed and
+    ``path`` is left as it was.
+
+    Args:
+        path: the folder to write.
+        tmp_prefix: name prefix of the temporary folder (default ``.<name>.tmp-``), e.g. for a
+            clean-up that recognises interrupted writes by name.
+        fsync: flush the files before the rename.
+
+    Example::
+
+        with atomic_dir(out) as tmp:
+            (tmp / "meta.json").write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix or f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if fsync:
+            fsync_tree(tmp)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def file_sha256(path: PathLike, *, block_size: int = 1 << 20,

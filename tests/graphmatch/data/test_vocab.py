@@ -117,3 +117,15 @@ def test_load_not_utf8(tmp_path) -> None:
     path.write_bytes(b'{"words": ["\xff"]}')
     with pytest.raises(VocabularyError, match="UTF-8"):
         Vocabulary.load(path)
+
+
+def test_tokenize_with_offsets_is_the_one_tokenisation():
+    from graphmatch.data.vocab import tokenize_with_offsets
+
+    for text in ["A man's dog, 2 cats!", "  Two  kids\u2019s (boy) e-mail...", "\u0130stanbul at NIGHT", "", "!!"]:
+        toks = tokenize_with_offsets(text)
+        assert [t for t, _, _ in toks] == tokenize(text)
+        for t, s, e in toks:
+            assert 0 <= s < e <= len(text)
+            assert text[s:e].lower().replace("\u2019", "'").startswith(t[0]) or text[s:e].lower() == t
+    assert tokenize_with_offsets("A man's dog") == [("a", 0, 1), ("man", 2, 5), ("'s", 5, 7), ("dog", 8, 11)]

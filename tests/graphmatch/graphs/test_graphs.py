@@ -164,3 +164,38 @@ def test_to_dense_of_a_scene_graph_batch_names_the_fields_to_ask_for():
     plain = collate_graphs([g, g])
     with pytest.raises(GraphFieldError, match=r"follow_batch=\['words'\]"):
         to_dense(plain, "words")
+
+
+# ------------------------------------------------------------------ registries and graph needs
+def test_every_recipe_value_is_a_registered_builder_with_its_declarations():
+    from graphmatch.graphs import TEXT_GRAPHS, VISUAL_EDGES, needs_parse
+
+    assert set(VISUAL_EDGES.names()) >= {"none", "full", "polar", "knn", "iou", "relations"}
+    dims = {n: getattr(VISUAL_EDGES.get(n), "edge_dim") for n in ("none", "full", "polar", "knn", "iou", "relations")}
+    assert dims == {"none": None, "full": None, "polar": 2, "knn": 5, "iou": 5, "relations": 5}
+    assert set(TEXT_GRAPHS.names()) >= {"words", "full", "dependency", "scene"}
+    assert [needs_parse(k) for k in ("words", "full", "dependency", "scene")] == [False, False, True, True]
+
+
+def test_check_recipe_names_the_key_and_the_values_that_would_do():
+    from graphmatch.config import load_config
+    from graphmatch.graphs import GraphNeeds, check_recipe
+
+    gsmn_like = GraphNeeds(visual_edges=("polar",), text_graphs=("dependency", "full"), edge_attr=True)
+    default = load_config(None).data.graph
+    with pytest.raises(ValueError, match=r"matcher 'gsmn' needs visual graphs with edges polar, but "
+                                         r"data.graph.visual_edges is 'none'; set data.graph.visual_edges to 'polar'"):
+        check_recipe(gsmn_like, default, "gsmn")
+    polar_words = load_config(None, ["data.graph.visual_edges.name=polar"]).data.graph
+    with pytest.raises(ValueError, match=r"needs dependency or full caption graphs, but data.graph.text_graph is "
+                                         r"'words'"):
+        check_recipe(gsmn_like, polar_words, "gsmn")
+    ok = load_config(None, ["data.graph.visual_edges.name=polar", "data.graph.text_graph.name=dependency"]).data.graph
+    check_recipe(gsmn_like, ok, "gsmn")
+    check_recipe(None, default, "scan")
+    check_recipe(GraphNeeds(), default, "scan")
+    full_edges = load_config(None, ["data.graph.visual_edges.name=full"]).data.graph
+    with pytest.raises(ValueError, match=r"reads visual edge features, but data.graph.visual_edges 'full' gives none; "
+                                         r"use one of .*polar"):
+        check_recipe(GraphNeeds(edge_attr=True), full_edges, "edgy")
+    assert GraphNeeds(visual_edges="polar").visual_edges == ("polar",)
