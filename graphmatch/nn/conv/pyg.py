@@ -5,16 +5,16 @@ options dataclass (the keys of its config section, with their ranges and choices
 fix what a node-refining stack needs: multi-head layers average their heads (``concat=False``), so
 the output size is ``out_channels`` whatever ``heads`` is.
 
-=============  ===================================================  =============  ==================
-name           layer                                                edge features  paper
-=============  ===================================================  =============  ==================
-``gcn``        :class:`~torch_geometric.nn.conv.GCNConv`            no             Kipf & Welling 2017
-``gat``        :class:`~torch_geometric.nn.conv.GATConv`            ``edge_dim``   Velickovic et al. 2018
-``gatv2``      :class:`~torch_geometric.nn.conv.GATv2Conv`          ``edge_dim``   Brody et al. 2022
-``gin``        :class:`~torch_geometric.nn.conv.GINConv` + 2-layer MLP  no        Xu et al. 2019
-``transformer`` :class:`~torch_geometric.nn.conv.TransformerConv`   ``edge_dim``   Shi et al. 2021
-``graph``      :class:`~torch_geometric.nn.conv.GraphConv`          no             Morris et al. 2019
-=============  ===================================================  =============  ==================
+* ``gcn`` — :class:`~torch_geometric.nn.conv.GCNConv` (Kipf & Welling 2017); no edge features;
+* ``gat`` — :class:`~torch_geometric.nn.conv.GATConv` (Velickovic et al. 2018); edge features with
+  ``edge_dim``;
+* ``gatv2`` — :class:`~torch_geometric.nn.conv.GATv2Conv` (Brody et al. 2022); edge features with
+  ``edge_dim``;
+* ``gin`` — :class:`~torch_geometric.nn.conv.GINConv` around a two-layer MLP (Xu et al. 2019); no
+  edge features;
+* ``transformer`` — :class:`~torch_geometric.nn.conv.TransformerConv` (Shi et al. 2021); edge
+  features with ``edge_dim``;
+* ``graph`` — :class:`~torch_geometric.nn.conv.GraphConv` (Morris et al. 2019); no edge features.
 
 The attention layers' own dropout (on the attention coefficients) is the key
 ``attention_dropout``: ``dropout`` is the stack's key (:class:`~graphmatch.config.GNNStackConfig`).
