@@ -36,15 +36,15 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from graphmatch.utils.jsonl import read_jsonl  # noqa: E402
 from parsers import Normalizer, SceneGraphParser, graph_tuples  # noqa: E402
 
 DEFAULT_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "factual" / "train.jsonl"
 
 
 def load_train(path: Path) -> List[Dict[str, Any]]:
-    """The records of a FACTUAL JSONL file (blank lines skipped)."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a FACTUAL JSONL file (blank lines skipped; a bad line names file:line)."""
+    return [rec for _, rec in read_jsonl(path, what="FACTUAL")]
 
 
 class Counts:

@@ -56,7 +56,7 @@ def loads_line(raw: bytes, *, path: PathLike, lineno: int, what: str = "JSONL", 
     try:
         obj = json.loads(text)
     except ValueError as e:
-        col = f" at column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        col = f" at column {e.pos + 1}" if isinstance(e, json.JSONDecodeError) else ""
         msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         raise JSONLError(path, lineno, f"is not valid JSON ({msg}{col})", what, "json") from None
     if objects and not isinstance(obj, dict):

@@ -1,4 +1,4 @@
-"""Parse cache: record round trip, get/put, invalidation by parser version, robustness."""
+"""Parse cache: get/put, invalidation by parser version and record format, robustness."""
 from __future__ import annotations
 
 import pickle
@@ -9,8 +9,7 @@ from typing import Iterable, Iterator, List, Optional
 import pytest
 
 from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation
-from parsers.cache import (ParseCache, ParseCacheWarning, default_cache_dir, empty_record, parse_records,
-                           parse_with_cache, record_to_scene_graph, scene_graph_to_record)
+from parsers.cache import ParseCache, ParseCacheWarning, default_cache_dir, empty_record, parse_records, parse_with_cache
 
 
 def _graph(text: str) -> SceneGraph:
@@ -18,8 +17,13 @@ def _graph(text: str) -> SceneGraph:
     objs = [SGObject(name=t, span=(i, i + 1), lemma=t.rstrip("s")) for i, t in enumerate(toks) if len(t) > 3]
     attrs = [SGAttribute(object=0, value=toks[0], span=(0, 1))] if objs else []
     rels = [SGRelation(subject=0, predicate="near", object=len(objs) - 1, span=(0, 1))] if len(objs) > 1 else []
+    offsets, pos = [], 0
+    for t in toks:
+        pos = text.index(t, pos)
+        offsets.append((pos, pos + len(t)))
+        pos += len(t)
     return SceneGraph(tokens=toks, objects=objs, attributes=attrs, relations=rels,
-                      note=None if objs else "no objects", lemmas=[t.lower() for t in toks])
+                      note=None if objs else "no objects", lemmas=[t.lower() for t in toks], text=text, offsets=offsets)
 
 
 class CountingParser:
@@ -41,33 +45,28 @@ class CountingParser:
         return sum(len(c) for c in self.calls)
 
 
-def test_record_round_trip_is_exact():
-    sg = SceneGraph(
-        tokens=["two", "white", "dogs", "on", "a", "red", "couch", "café", "🙂"],
-        objects=[SGObject("dogs", (2, 3), head="dog", lemma="dog", quantity="2"),
-                 SGObject("red couch", (5, 7), head="couch", lemma="couch")],
-        attributes=[SGAttribute(0, "white", (1, 2)), SGAttribute(1, "red", (5, 6))],
-        relations=[SGRelation(0, "on", 1, (3, 4))],
-        note=None, lemmas=["two", "white", "dog", "on", "a", "red", "couch", "café", "🙂"],
-        heads=[2, 2, 2, 2, 6, 6, 3, 6, 6], deps=["nummod", "amod", "ROOT", "prep", "det", "amod", "pobj",
-                                                 "dep", "punct"])
-    rec = scene_graph_to_record(sg)
-    assert rec["objects"] == ["couch", "dog"]
-    assert rec["attributes"] == [["couch", "red"], ["dog", "white"]]
-    assert rec["relations"] == [["dog", "on", "couch"]]
-    import json
+def test_entries_of_an_earlier_record_format_are_parsed_again(tmp_path, monkeypatch):
+    """The record layout version is part of every key: a cache written in the layout before
+    SceneGraph.to_record (format 1: tuples plus a "graph" detail) is never misread."""
+    import parsers.cache as cache_mod
 
-    back = record_to_scene_graph(json.loads(json.dumps(rec)))
-    assert back == sg
-    empty = record_to_scene_graph(empty_record("empty caption"))
-    assert empty.tokens == [] and empty.objects == [] and empty.note == "empty caption"
-    with pytest.raises(ValueError, match="graph"):
-        record_to_scene_graph({"objects": []})
+    old_record = {"objects": ["dog"], "attributes": [], "relations": [], "note": None,
+                  "graph": {"tokens": ["a", "dog"], "objects": [{"name": "dog", "span": [1, 2]}]}}
+    monkeypatch.setattr(cache_mod, "RECORD_FORMAT", 1)
+    with ParseCache(tmp_path, "v1") as c:
+        c.put("a dog", old_record)
+        assert c.get("a dog") == old_record
+    monkeypatch.setattr(cache_mod, "RECORD_FORMAT", 2)
+    p = CountingParser("v1")
+    with ParseCache(tmp_path, "v1") as c:
+        assert c.get("a dog") is None
+        assert parse_with_cache(p, ["a dog"], c) == [_graph("a dog")]
+    assert p.n_parsed == 1
 
 
 def test_get_put_persist_and_version_invalidation(tmp_path):
     texts = ["a dog on a table", "two cats", "café au lait 🙂"]
-    recs = [scene_graph_to_record(_graph(t)) for t in texts]
+    recs = [_graph(t).to_record() for t in texts]
     with ParseCache(tmp_path, "v1") as c:
         assert c.get_many(texts) == [None, None, None]
         c.put_many(texts[:2], recs[:2])

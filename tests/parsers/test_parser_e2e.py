@@ -114,6 +114,21 @@ def test_bad_inputs_never_crash(parser, text):
     assert isinstance(g, SceneGraph)
     if not g.objects:
         assert g.note
+    # the graph keeps its caption as given and each token's characters in it, also after cleaning
+    assert g.text == text and len(g.offsets) == len(g.tokens)
+    assert SceneGraph.from_record(g.to_record()) == g
+
+
+def test_offsets_point_into_the_caption_as_given(parser):
+    text = "  A <b>red</b>  dog &amp; ｆｕｌｌ cat\u200bs on a\tbed "
+    g = parser.parse(text)
+    assert g.text == text
+    spans = [text[s:e] for s, e in g.offsets]
+    assert spans[:3] == ["A", "red", "dog"] and "&amp;" in spans and "ｆｕｌｌ" in spans
+    assert spans[-3:] == ["on", "a", "bed"]
+    plain = parser.parse("a man riding a horse")
+    assert [plain.text[s:e] for s, e in plain.offsets] == plain.tokens
+    assert parser.parse(None).text is None and parser.parse(None).offsets is None
 
 
 def test_markup_is_stripped(parser):
@@ -129,6 +144,7 @@ def test_very_long_caption(parser):
     huge = "cat " * 30_000
     g = parser.parse(huge)
     assert isinstance(g, SceneGraph) and "truncated" in (g.note or "")
+    assert g.text == huge and g.offsets[-1][1] <= 20_000  # the offsets of the part that was parsed
 
 
 def test_version_and_model_name(parser):
@@ -197,7 +213,7 @@ def test_version_hashes_the_rule_sources(parser, monkeypatch):
 def test_edited_rules_miss_the_cache_and_refuse_to_resume(parser, monkeypatch, tmp_path):
     import parsers.parser as pp
     from parsers.cache import ParseCache, parse_records
-    from parsers.commands import parse_file
+    from parsers.job import StaleParsesError, parse_file
 
     caps = tmp_path / "caps.txt"
     caps.write_text("a cat sitting on a bed\nman riding a horse\n", encoding="utf-8")
@@ -212,6 +228,6 @@ def test_edited_rules_miss_the_cache_and_refuse_to_resume(parser, monkeypatch, t
     stats: dict = {}
     parse_records(edited, ["a cat sitting on a bed"], cache, stats=stats)
     assert stats == {"screened": 0, "cached": 0, "parsed": 1}
-    with pytest.raises(ValueError, match="parser version"):
+    with pytest.raises(StaleParsesError, match="written by parser 'spacy_rules/rules-"):
         parse_file(caps, out, parser=edited, progress=False)
     assert out.read_bytes() == before

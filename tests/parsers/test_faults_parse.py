@@ -1,7 +1,8 @@
 """Faults of the ``graphmatch parse`` job: ``kill -9`` mid-run and a full disk.
 
 Each fault is followed by a rerun that must give exactly the bytes of an uninterrupted run. The
-real spaCy parser is used (loaded once in this process, once in the one killed subprocess).
+real spaCy parser is used (loaded once in this process, once in the one killed subprocess). A
+parse file is a header line and one record per caption line.
 """
 from __future__ import annotations
 
@@ -16,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-import parsers.commands as commands
 from graphmatch.cli import main
-from parsers.commands import ParseOutputError, parse_file
+from parsers.job import ParseOutputError, parse_file
+from parsers.parser import make_parser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GOLD = REPO / "tests" / "fixtures" / "factual_dev.jsonl"
 N_CAPTIONS = 150
 
 
 @pytest.fixture(scope="module")
 def parser():
-    return commands.make_parser()
+    return make_parser()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def reference(parser, captions, tmp_path_factory):
     ref = tmp_path_factory.mktemp("ref") / "graphs.jsonl"
     parse_file(captions, ref, parser=parser, cache=None, progress=False)
     data = ref.read_bytes()
-    assert data.count(b"\n") == N_CAPTIONS
+    assert data.count(b"\n") == N_CAPTIONS + 1  # the header, then one record per caption
     return data
 
 
@@ -70,16 +71,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-# The child runs the real CLI; its 4th chunk write stops half way (a torn line on disk) and waits
-# there to be killed, so the kill lands mid-write on any machine speed.
+# The child runs the real CLI; its 5th write of the output (the header, then chunks) stops half way
+# through the 4th chunk (a torn line on disk) and waits there to be killed, so the kill lands
+# mid-write on any machine speed.
 KILLED_CHILD = r"""
 import os, sys, time
-import parsers.commands as c
+import parsers.job as c
 real_write, calls = os.write, [0]
 def write(fd, data):
     if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(sys.argv[2]):
         calls[0] += 1
-        if calls[0] == 4:
+        if calls[0] == 5:
             real_write(fd, bytes(data[: len(data) // 2]))
             os.fsync(fd)
             open(sys.argv[2] + ".ready", "w").close()
@@ -116,12 +118,13 @@ def test_kill_9_mid_write_then_rerun_gives_the_uninterrupted_output(parser, capt
     assert not [k for k in kids if alive(k)], "processes of the killed parse are left behind"
 
     torn = out.read_bytes()
-    n_torn = torn.count(b"\n")  # 3 chunks of 10, then half a chunk: a few records and a torn line
+    n_torn = torn.count(b"\n") - 1  # the header, 3 chunks of 10, then half a chunk: a few records and a torn line
     assert 30 <= n_torn < 40 and not torn.endswith(b"\n")
     assert reference.startswith(torn)
+    assert Path(str(out) + ".lock").exists()  # the killed writer's lock file stays; the rerun takes it over
 
     # rerun the same command (in this process, with the parser already loaded)
-    monkeypatch.setattr(commands, "make_parser", lambda *a, **k: parser)
+    monkeypatch.setattr("parsers.parser.make_parser", lambda *a, **k: parser)
     rc = main(["parse", str(captions), "--out", str(out), "--cache", str(cache), "--chunk-size", "10",
                "--json", "--quiet"])
     assert rc == 0
@@ -129,6 +132,7 @@ def test_kill_9_mid_write_then_rerun_gives_the_uninterrupted_output(parser, capt
     assert summary["resumed_from"] == n_torn and summary["written"] == N_CAPTIONS - n_torn
     assert summary["from_cache"] == 40 - n_torn  # the torn chunk was parsed and cached before the kill
     assert out.read_bytes() == reference
+    assert not Path(str(out) + ".lock").exists()
 
 
 def test_disk_full_on_the_output_write_is_one_clear_error_and_a_rerun_completes(parser, captions, reference,
@@ -155,9 +159,9 @@ def test_disk_full_on_the_output_write_is_one_clear_error_and_a_rerun_completes(
     monkeypatch.setattr(os, "write", real_write)
     msg = str(e.value)
     assert e.value.errno == errno.ENOSPC and isinstance(e.value, OSError) and e.value.filename == str(out)
-    assert msg.startswith(f"{out}: no space left on device while writing records ")
+    assert msg.startswith(f"{out}: no space left on device while writing the records of lines ")
     kept = out.read_bytes()
-    n_kept = kept.count(b"\n")
+    n_kept = kept.count(b"\n") - 1  # records after the header
     assert f"the {n_kept} complete records before them are kept" in msg
     assert n_kept % 20 == 0 and 0 < n_kept < N_CAPTIONS and reference.startswith(kept) and kept.endswith(b"\n")
 
@@ -187,14 +191,14 @@ def test_disk_full_on_a_real_small_tmpfs(parser, captions, reference, tmp_path, 
         with open(filler, "wb") as f:  # leave room for about half of the output
             f.write(b"\0" * (size - len(reference) // 2))
         out = mnt / "graphs.jsonl"
-        monkeypatch.setattr(commands, "make_parser", lambda *a, **k: parser)
+        monkeypatch.setattr("parsers.parser.make_parser", lambda *a, **k: parser)
         argv = ["parse", str(captions), "--out", str(out), "--no-cache", "--chunk-size", "20", "--quiet"]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("error") == 1 and "Traceback" not in err
-        assert f"graphmatch parse: error: {out}: no space left on device while writing records" in err
+        assert f"graphmatch parse: error: {out}: no space left on device while writing the records of lines" in err
         kept = out.read_bytes()
-        assert kept.endswith(b"\n") and reference.startswith(kept) and kept.count(b"\n") % 20 == 0
+        assert kept.endswith(b"\n") and reference.startswith(kept) and (kept.count(b"\n") - 1) % 20 == 0
         filler.unlink()
         assert main(argv) == 0
         assert out.read_bytes() == reference
