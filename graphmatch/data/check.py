@@ -278,6 +278,18 @@ def check_split(root: PathLike, split: str, *, full: bool = True, progress: bool
             except DataError as e:
                 rep.add("error", e)
 
+    # ---- the parse sidecar (read by text graphs that need a parse): named when stale
+    sidecar = Path(root) / f"{split}_graphs.jsonl"
+    if captions is not None and sidecar.is_file():
+        from graphmatch.data.parses import check_parses_header, parse_command
+
+        try:
+            check_parses_header(sidecar, paths["caps"], len(captions), command=parse_command(root, split))
+            rep.counts["parses"] = True
+        except DataError as e:
+            rep.counts["parses"] = e.code
+            rep.add("warning", e)  # only recipes with text_graph dependency / scene read it
+
     # ---- boxes and sizes
     sizes = None
     if kind == "precomp" and shape is not None:

@@ -33,7 +33,7 @@ from graphmatch.data.vocab import tokenize, tokenize_with_offsets
 from graphmatch.graphs.text import align_scene_graph
 from graphmatch.structures import SceneGraph
 from graphmatch.utils.io import file_sha256
-from graphmatch.utils.jsonl import JSONLError, read_jsonl
+from graphmatch.utils.jsonl import JSONLError, loads_line, read_jsonl
 
 PathLike = Union[str, os.PathLike]
 
@@ -43,7 +43,7 @@ PARSES_VERSION = 1
 DEFAULT_PARSES = "{root}/{split}_graphs.jsonl"
 
 __all__ = ["PARSES_FORMAT", "PARSES_VERSION", "DEFAULT_PARSES", "parses_path", "parse_command", "read_parses",
-           "load_parses"]
+           "check_parses_header", "load_parses"]
 
 
 def parses_path(template: str, root: PathLike, split: str) -> Path:
@@ -131,6 +131,31 @@ def _read_header(header: Dict[str, Any], path: Path, captions_path: Path, n_capt
         raise _error(f"{path}:1: the header says n = {header.get('n')!r} captions but {captions_path.name} has "
                      f"{n_captions}{again}", path, "parses_count", "line 1")
     return header
+
+
+def check_parses_header(path: PathLike, captions_path: PathLike, n_captions: int, *,
+                        command: Optional[str] = None) -> Dict[str, Any]:
+    """The header of the sidecar ``path``, checked against the caption file (format, version,
+    caption file name and SHA-256, line count) without reading the records.
+
+    Raises:
+        DataError: as :func:`read_parses` for the header (``code`` ``parses_missing``,
+            ``parses_header``, ``parses_stale`` or ``parses_count``).
+    """
+    path, captions_path = Path(path), Path(captions_path)
+    again = f"; write it again with `{command}`" if command else ""
+    if not path.is_file():
+        raise _error(f"parse file {path} not found" + (f"; write it with `{command}`" if command else ""), path,
+                     "parses_missing")
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+        header = loads_line(first, path=path, lineno=1, what="parse file")
+    except JSONLError as e:
+        raise _error(f"{e}{again}", path, "parses_header", "line 1") from None
+    except OSError as e:
+        raise _error(f"{path}: cannot read the parse file ({e})", path, "unreadable") from e
+    return _read_header(header, path, captions_path, n_captions, again)
 
 
 def load_parses(path: PathLike, captions_path: PathLike, captions: Sequence[str], *,

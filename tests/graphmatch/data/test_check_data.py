@@ -268,3 +268,23 @@ def test_large_arrays_are_scanned_in_chunks(tmp_path, monkeypatch):
     assert loaded and max(loaded) <= 3
     msgs = " | ".join(p.message for p in report.errors)
     assert "first bad image row 37" in msgs and "image row 41 has only all-zero" in msgs
+
+
+def test_a_stale_parse_sidecar_is_a_warning_naming_it(tmp_path):
+    import json
+
+    from graphmatch.data.parses import PARSES_FORMAT
+    from graphmatch.utils.io import file_sha256
+
+    _make(tmp_path)
+    caps = tmp_path / "train_caps.txt"
+    header = {"format": PARSES_FORMAT, "version": 1, "captions": caps.name, "captions_sha256": file_sha256(caps),
+              "n": N * K, "parser": "toy/1"}
+    (tmp_path / "train_graphs.jsonl").write_text(json.dumps(header) + "\n")
+    report = check_data(tmp_path, ["train"], full=False, manifest=False)
+    assert "parses_stale" not in _codes(report, "warning") and report.splits[0].counts["parses"] is True
+    caps.write_text(caps.read_text().replace("caption 0", "caption zero", 1))
+    report = check_data(tmp_path, ["train"], full=False, manifest=False)
+    assert "parses_stale" in _codes(report, "warning") and report.ok
+    assert any("train_graphs.jsonl is stale" in w.message and "graphmatch parse --precomp" in w.message
+               for w in report.warnings)
