@@ -78,8 +78,10 @@ def _run(*args):
     return subprocess.run([sys.executable, "-m", "graphmatch.cli", *args], capture_output=True, text=True)
 
 
-@pytest.fixture()
-def toy(tmp_path):
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The plug-in file outside the package (one per test module: a process registers its names once)."""
+    tmp_path = tmp_path_factory.mktemp("toy")
     plugin = tmp_path / "elsewhere" / "toy_plugin.py"
     plugin.parent.mkdir()
     plugin.write_text(TOY)
@@ -110,19 +112,25 @@ def test_toy_matcher_and_gnn_layer_train_and_evaluate_through_the_cli(toy):
     ("model.image_gnn.mixx=1", "unknown key 'model.image_gnn.mixx' for GNN layer 'toy_mean_conv' (did you mean mix?)"),
     ("model.image_gnn.num_layers=0", "'model.image_gnn.num_layers' must be >= 1"),
 ])
-def test_a_wrong_key_of_a_plugin_reads_like_a_core_key(toy, override, needle):
-    plugin, cfg, tmp = toy
-    r = _run("train", str(cfg), "--import", str(plugin), "--set", override)
-    assert r.returncode == 2
-    assert f"--set {override}: {needle}" in r.stderr, r.stderr
-    assert not (tmp / "run").exists()
+def test_a_wrong_key_of_a_plugin_reads_like_a_core_key(toy, override, needle, capsys, tmp_path):
+    from graphmatch.cli import main
+
+    plugin, cfg, _ = toy
+    rc = main(["train", str(cfg), "--import", str(plugin), "--set", override, "--set", f"output_dir={tmp_path / 'r'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--set {override}: {needle}" in err, err
+    assert not (tmp_path / "r").exists()
 
 
-def test_unknown_name_says_how_to_register_one(toy):
-    _, cfg, _ = toy
-    r = _run("train", str(cfg))  # without --import
-    assert r.returncode == 2
-    assert "unknown matcher 'toy_cosine'" in r.stderr and "--import FILE" in r.stderr
+def test_unknown_name_says_how_to_register_one(tmp_path, capsys):
+    from graphmatch.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  matcher: {name: never_registered_matcher}\n")
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: 'model.matcher.name': unknown matcher 'never_registered_matcher'" in err
+    assert "--import FILE" in err
 
 
 def test_import_errors_name_the_plugin(tmp_path):
