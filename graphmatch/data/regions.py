@@ -24,8 +24,8 @@ the context-manager protocol:
   this package use 0 = background and ``i + 1`` = line ``i`` of the vocabulary file. The reader
   therefore adds 1 to ``objects_id`` and ``attrs_id`` and :func:`write_butd_tsv` subtracts 1 (a
   background label 0 is written as -1, and -1 reads back as 0).
-* :class:`PrecompReader` — a split of the SCAN ``.npy`` layout, through
-  :func:`graphmatch.data.precomp.load_precomp`.
+* :class:`PrecompReader` — a split of the SCAN ``.npy`` layout, read as training reads it
+  (:class:`graphmatch.data.precomp.PrecompRegions`: zero-padding rows left out).
 
 :func:`open_regions` picks the reader from the path. Malformed input raises
 :class:`RegionFormatError` (TSV, precomp) or :class:`StoreError` (region store), naming the file
@@ -603,67 +603,64 @@ def write_butd_tsv(path: PathLike, items: Iterable[Tuple[str, Regions]], *,
 
 # ---------------------------------------------------------------------------------- precomp
 class PrecompReader:
-    """A split of the SCAN precomp layout (``{split}_ims.npy`` and friends) as regions.
+    """A split of the SCAN precomp layout (``{split}_ims.npy`` and friends) as a region reader.
 
-    Features, boxes (``{split}_ims_bbx.npy``) and image sizes (``{split}_ims_size.npy``) come
-    from :func:`graphmatch.data.precomp.load_precomp` (which also needs ``{split}_caps.txt``);
-    image ids from its ids file (row indices as strings without one). Without a boxes file the
-    boxes are zeros and ``flags["boxes_missing"]`` is set; without sizes, the size is the extent
-    of the boxes (at least 1 x 1) and ``flags["image_size_estimated"]`` is set.
+    The regions of an image are those of :class:`graphmatch.data.precomp.PrecompRegions` (the
+    region source training uses for precomp arrays, so a store or TSV converted from a precomp
+    split holds exactly what training would see): zero-padding rows are left out; without a boxes
+    file (``{split}_ims_bbx.npy``) the boxes are zeros and ``flags["boxes_missing"]`` is set;
+    without sizes (``{split}_ims_size.npy``) the size is the extent of the boxes (at least 1 x 1)
+    and ``flags["image_size_estimated"]`` is set. Image ids come from the split's ids file (row
+    indices as strings without one). This reader adds iteration in row order and the
+    context-manager protocol.
+
+    Args:
+        root: the precomp folder (it needs ``{split}_caps.txt`` too, see
+            :func:`graphmatch.data.precomp.load_precomp`).
+        split: the split name.
+        mmap: memory-map the arrays.
+
+    Raises:
+        graphmatch.data.precomp.DataError: (from ``get`` / iteration) an image whose every row is
+            zero padding, or a row with NaN / inf or an inverted box, naming the file and row.
     """
 
     def __init__(self, root: PathLike, split: str, *, mmap: bool = True) -> None:
-        from graphmatch.data.precomp import load_precomp
+        from graphmatch.data.precomp import PrecompRegions, load_precomp
 
         self.root, self.split_name = Path(root), split
         self.data = load_precomp(root, split, mmap=mmap, check_finite=False)
-        self._row = {image_id: i for i, image_id in enumerate(self.data.image_ids)}
+        self.source = PrecompRegions(self.data)
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension of the region features."""
+        return self.source.feature_dim
 
     def ids(self) -> List[str]:
         """Image ids in row order."""
-        return list(self.data.image_ids)
-
-    def _regions(self, i: int) -> Regions:
-        d = self.data
-        feats = torch.from_numpy(np.array(d.features[i]))
-        flags: Dict[str, Any] = {}
-        if d.boxes is not None:
-            boxes = torch.from_numpy(np.array(d.boxes[i], dtype=np.float32))
-        else:
-            boxes = torch.zeros(feats.shape[0], 4)
-            flags["boxes_missing"] = True
-        if d.image_sizes is not None:
-            size = (int(round(float(d.image_sizes[i, 0]))), int(round(float(d.image_sizes[i, 1]))))
-        else:
-            ext = boxes[:, 2:].max(0).values if len(boxes) else torch.ones(2)
-            size = (max(1, int(np.ceil(float(ext[0])))), max(1, int(np.ceil(float(ext[1])))))
-            flags["image_size_estimated"] = True
-        return Regions(boxes=boxes, features=feats, image_size=size, flags=flags)
+        return self.source.ids()
 
     def get(self, image_id: str) -> Regions:
-        """Regions of ``image_id``."""
-        try:
-            return self._regions(self._row[str(image_id)])
-        except KeyError:
-            raise KeyError(f"image id {image_id!r} is not in split {self.split_name!r} of "
-                           f"{self.root}") from None
+        """Regions of ``image_id``; ``KeyError`` naming the split and folder if absent."""
+        return self.source.get(image_id)
 
     __getitem__ = get
 
     def __iter__(self) -> Iterator[Tuple[str, Regions]]:
         for i, image_id in enumerate(self.data.image_ids):
-            yield image_id, self._regions(i)
+            yield image_id, self.source.row(i)
 
     items = __iter__
 
     def __contains__(self, image_id: object) -> bool:
-        return str(image_id) in self._row
+        return image_id in self.source
 
     def __len__(self) -> int:
-        return len(self._row)
+        return len(self.source)
 
     def close(self) -> None:
-        """Drop the reference to the (memory-mapped) arrays."""
+        """Nothing to release (the arrays are memory-mapped and freed with the reader)."""
 
     def __enter__(self) -> "PrecompReader":
         return self

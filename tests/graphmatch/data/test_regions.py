@@ -139,6 +139,13 @@ def test_precomp_reader(tmp_path):
             np.testing.assert_array_equal(r.features.numpy(), feats[i])
             np.testing.assert_array_equal(r.boxes.numpy(), boxes[i])
         np.testing.assert_array_equal(reader.get("x3").features.numpy(), feats[2])
+    # zero-padding rows (fewer regions than the array holds) are left out, as in training
+    padded = feats.copy()
+    padded[1, 2:] = 0
+    write_precomp(tmp_path / "padded", "test", padded, ["a", "b", "c"], boxes=boxes, image_sizes=sizes)
+    r = PrecompReader(tmp_path / "padded", "test").get("1")
+    np.testing.assert_array_equal(r.features.numpy(), feats[1, :2])
+    np.testing.assert_array_equal(r.boxes.numpy(), boxes[1, :2])
     # no boxes / sizes: zeros and flags
     write_precomp(tmp_path / "bare", "dev", feats, ["a", "b", "c"])
     r = open_regions(tmp_path / "bare").get("1")
