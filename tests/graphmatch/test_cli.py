@@ -16,8 +16,8 @@ import pytest
 from graphmatch.cli import main
 from graphmatch.utils.progress import INTERVAL_ENV, PlainProgress, progress, write
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "experiments" / "configs" / "scan_synthetic.yaml"
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "graphmatch" / "configs" / "scan_synthetic.yaml"
 
 
 def train_args(root: Path, out: Path, epochs: int = 2) -> list:

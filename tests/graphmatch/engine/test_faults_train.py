@@ -21,7 +21,7 @@ from graphmatch.engine import checkpoint as ckpt
 from graphmatch.engine.checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint, save_checkpoint
 from graphmatch.engine.train import train_experiment
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 # a model that draws random numbers (GRU dropout) and batches built in a worker process
 BASE = ["model.embed_dim=32", "model.text.word_dim=16", "model.text.num_layers=2", "model.text.dropout=0.5",
         "train.batch_size=32", "train.lr=0.002", "train.epochs=2", "train.lr_decay_epochs=[100]", "train.seed=3",
