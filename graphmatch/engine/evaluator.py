@@ -18,6 +18,7 @@ from graphmatch.engine.scoring import chunked_similarity
 from graphmatch.graphs import collate_graphs
 from graphmatch.metrics import check_folds, retrieval_metrics, retrieval_metrics_folds
 from graphmatch.models.base import Matcher
+from graphmatch.utils.jsonl import read_jsonl
 from graphmatch.utils.progress import progress as progress_bar
 from graphmatch.structures import NodeEmb
 
@@ -122,16 +123,11 @@ def read_hard_negatives(root: str | Path, split: str) -> Optional[List[Dict[str,
     if not f.is_file():
         return None
     out = []
-    with open(f, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                _ = rec["image"], rec["caption"], rec["positive"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{f}:{lineno}: bad hard-negative record ({e})") from None
-            out.append(rec)
+    for lineno, rec in read_jsonl(f, what="hard-negative"):
+        missing = [k for k in ("image", "caption", "positive") if k not in rec]
+        if missing:
+            raise ValueError(f"{f}:{lineno}: bad hard-negative record (no {', '.join(missing)})")
+        out.append(rec)
     return out
 
 
