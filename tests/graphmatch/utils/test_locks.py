@@ -26,11 +26,11 @@ _HOLDER = textwrap.dedent("""
     lock = WriterLock(sys.argv[1], what="parse output").acquire()
     if sys.argv[2] == "fork":
         child = os.fork()
-        if child == 0:
-            print("child", os.getpid(), lock.held, flush=True)
+        if child == 0:  # one write per line: the two processes share the pipe
+            os.write(1, f"child {os.getpid()} {lock.held}\\n".encode())
             time.sleep(120)
             os._exit(0)
-    print("locked", flush=True)
+    os.write(1, b"locked\\n")
     time.sleep(120)
 """)
 
