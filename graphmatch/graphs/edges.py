@@ -42,6 +42,7 @@ Built-ins:
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def relation_edges(boxes: torch.Tensor, image_size: Optional[Tuple[float, float]
     return ei, relative_geometry(boxes, ei), rel[:, 1]
 
 
-def _accepted_options(builder: Any) -> Optional[set]:
+def _signature_options(builder: Any) -> Optional[frozenset]:
     """Keyword options a builder takes (its parameters after ``boxes, image_size``); None: any."""
     try:
         params = list(inspect.signature(builder).parameters.values())
@@ -190,7 +191,17 @@ def _accepted_options(builder: Any) -> Optional[set]:
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params[2:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return frozenset(p.name for p in params[2:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+_cached_options = functools.lru_cache(maxsize=None)(_signature_options)
+
+
+def _accepted_options(builder: Any) -> Optional[frozenset]:
+    try:
+        return _cached_options(builder)  # read once per builder: graphs are built per image
+    except TypeError:  # an unhashable callable object
+        return _signature_options(builder)
 
 
 def build_visual_graph(
