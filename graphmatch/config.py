@@ -473,7 +473,7 @@ def migrate(raw: Dict[str, Any]) -> Dict[str, Any]:
     Version 1 (configs and checkpoints written before component sections): the loss keys
     ``train.margin``, ``train.max_violation``, ``train.loss_reduction`` and ``train.warmup_epochs``
     become ``train.loss.{margin, max_violation, reduction, warmup_epochs}``; ``data.synthetic: true``
-    becomes ``data.name: synthetic``.
+    becomes ``data.name: synthetic`` (and ``false`` becomes ``data.name: precomp``).
     """
     out = dict(raw)
     version = out.pop("version", 1)
@@ -491,8 +491,7 @@ def migrate(raw: Dict[str, Any]) -> Dict[str, Any]:
     data = out.get("data")
     if isinstance(data, dict) and "synthetic" in data:
         data = dict(data)
-        if data.pop("synthetic") is True:
-            data.setdefault("name", "synthetic")
+        data["name"] = "synthetic" if data.pop("synthetic") is True else "precomp"
         out["data"] = data
     if version not in (1, CONFIG_VERSION):
         raise ConfigError(f"config version {version!r} is not known (this graphmatch reads 1 and {CONFIG_VERSION})")

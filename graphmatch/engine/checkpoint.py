@@ -45,7 +45,7 @@ from graphmatch.config import ConfigError, ExperimentConfig, config_from_dict
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.utils.faults import fault_point
 from graphmatch.utils.state_dict import check_state_dict
-from graphmatch.utils.io import NO_SPACE_ERRNOS, fsync_dir, os_error_text, replace_dir, write_bytes
+from graphmatch.utils.io import NO_SPACE_ERRNOS, fsync_dir, fsync_tree, os_error_text, replace_dir, write_bytes
 
 FORMAT = "graphmatch-checkpoint"
 VERSION = 1
@@ -125,7 +125,7 @@ def save_checkpoint(
             current = name
             write_bytes(tmp / name, make(), fsync=False)  # the tree is fsynced below
         current = "the new files (flushing them to disk)"
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         fault_point("checkpoint_written", name=path.name, epoch=state.get("epoch"))
         current = "the folder (moving the new checkpoint into place)"
         _keep_foreign_files(path)
@@ -199,14 +199,6 @@ def remove_stale_temporaries(checkpoints_dir: PathLike) -> list:
     if removed:
         log.info("removed temporary checkpoint folders of an interrupted run: %s", ", ".join(map(str, removed)))
     return removed
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file of ``folder`` and the folder itself to disk."""
-    for f in folder.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    fsync_dir(folder)
 
 
 def resolve_checkpoint_dir(path: PathLike) -> Path:

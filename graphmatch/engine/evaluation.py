@@ -32,7 +32,8 @@ def evaluate_checkpoint(checkpoint: str, data: Optional[str] = None, split: str 
     """
     if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
         raise ValueError(f"--max-images must be >= 1, got {max_images!r}")
-    from graphmatch.engine.train import load_split, open_region_source, resolve_device
+    from graphmatch.data import build_dataset
+    from graphmatch.engine.train import resolve_device
 
     if imports:
         from graphmatch.plugins import import_plugins
@@ -44,7 +45,7 @@ def evaluate_checkpoint(checkpoint: str, data: Optional[str] = None, split: str 
     if regions is not None:  # "" reads <split>_ims.npy even when the training config named a region file
         cfg.data.regions = regions or None
     cfg.train.num_workers = 0
-    md = load_split(cfg, split, vocab, open_region_source(cfg.data.regions))
+    md = build_dataset(cfg.data).load_split(split, vocab)
     img_dim = getattr(getattr(model, "image_encoder", None), "img_dim", None)
     if img_dim is not None and md.feature_dim != img_dim:
         raise ValueError(f"split {split!r} of {root} has {md.feature_dim}-d region features; "
@@ -71,7 +72,7 @@ def evaluate_checkpoint(checkpoint: str, data: Optional[str] = None, split: str 
         "split": split,
         "protocol": protocol,
         "n_images": md.n_images if images is None else len(images),
-        "n_captions": md.n_captions if images is None else int(sum(len(md.split.captions_of_image[i]) for i in images)),
+        "n_captions": md.n_captions if images is None else md.correspondence.subset(images)[0].n_captions,
         "epoch": state.get("epoch"),
         "seconds": round(time.time() - t0, 2),
         "metrics": metrics,

@@ -6,7 +6,6 @@ released evaluation scripts are replaced by batched scoring over memory-bounded 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -72,9 +71,9 @@ def similarity_matrix(model: Matcher, data: MatchingData, *, batch_size: int = 2
         img_of_caption = data.img_of_caption.numpy()
     else:
         img_idx = [int(i) for i in image_indices]
-        pos = {i: k for k, i in enumerate(img_idx)}
-        cap_idx = [c for c in range(data.n_captions) if int(data.img_of_caption[c]) in pos]
-        img_of_caption = np.array([pos[int(data.img_of_caption[c])] for c in cap_idx], dtype=np.int64)
+        corr, caps = data.correspondence.subset(img_idx)
+        cap_idx = [int(c) for c in caps]
+        img_of_caption = np.asarray(corr.img_of_caption, dtype=np.int64)
     img = encode_images(model, data, batch_size=batch_size, device=device, indices=img_idx, progress=progress)
     sims = np.empty((len(img_idx), len(cap_idx)), dtype=np.float32)
     starts = range(0, len(cap_idx), cap_block)
@@ -101,8 +100,8 @@ def hard_negative_accuracy(model: Matcher, data: MatchingData, records: List[Dic
     for s in range(0, len(records), batch_size):
         chunk = records[s : s + batch_size]
         imgs = collate_graphs([data.image_graph(int(r["image"])) for r in chunk]).to(device)
-        pos = collate_graphs([data.text_graph(r["positive"]) for r in chunk]).to(device)
-        neg = collate_graphs([data.text_graph(r["caption"]) for r in chunk]).to(device)
+        pos = data.collate_captions([data.text_graph(r["positive"]) for r in chunk]).to(device)
+        neg = data.collate_captions([data.text_graph(r["caption"]) for r in chunk]).to(device)
         ie = model.encode_images(imgs)
         pe, ne = model.encode_captions(pos), model.encode_captions(neg)
         # pair k is image k with caption k: the diagonal of the block (blocks are small)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from graphmatch.config import ExperimentConfig, save_config
-from graphmatch.data.dataset import MatchingData
-from graphmatch.data.dataset import RegionSource
-from graphmatch.data.precomp import load_captions, load_precomp
+from graphmatch.data import build_dataset
+from graphmatch.data.dataset import MatchingData, RegionSource
+from graphmatch.data.sampler import CaptionBatchSampler, PairLoader
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.engine.checkpoint import (
     CheckpointError, load_checkpoint_vocab, load_trainer_state, load_weights, read_checkpoint_config, read_state,
@@ -35,7 +35,6 @@ from graphmatch.engine.evaluator import evaluate
 from graphmatch.engine.hooks import (
     CheckpointHook, LossEpochHook, ProgressHook, StepLRHook, TimeLimitHook, ValidationHook,
 )
-from graphmatch.data.sampler import CaptionBatchSampler, PairLoader
 from graphmatch.engine.trainer import Trainer
 from graphmatch.losses import build_loss
 from graphmatch.models import build_matcher
@@ -57,45 +56,12 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def prepare_data(cfg: ExperimentConfig, progress: bool = True) -> None:
-    """Generate the SYNTHETIC data into ``cfg.data.root`` when ``cfg.data.synthetic`` is set."""
-    if cfg.data.name == "synthetic":
-        from graphmatch.data.synthetic import ensure_synthetic
-
-        ensure_synthetic(cfg.data.root, progress=progress, **cfg.data.kwargs())
-
-
-def open_region_source(path: Optional[str]) -> Optional[RegionSource]:
-    """The region source for ``data.regions`` (HDF5 store, BUTD TSV, precomp folder), or None."""
-    if not path:
-        return None
-    from graphmatch.data.regions import open_regions
-
-    return open_regions(path)
-
-
 def load_split(cfg: ExperimentConfig, split: str, vocab: Optional[Vocabulary] = None,
                regions: Optional[RegionSource] = None) -> Any:
-    """The split ``split`` of ``cfg.data``: a precomp split, or, with ``cfg.data.regions``, captions
-    and ids whose images come from ``regions``. Returns a ``PrecompSplit`` (``vocab`` None) or
-    :class:`MatchingData`."""
-    if cfg.data.regions:
-        if regions is None:
-            regions = open_region_source(cfg.data.regions)
-        if cfg.train.num_workers:
-            log.warning("data.regions: region files are read in the main process; train.num_workers=%d "
-                        "is ignored", cfg.train.num_workers)
-            cfg.train.num_workers = 0
-        s = load_captions(cfg.data.root, split)
-    else:
-        s = load_precomp(cfg.data.root, split, check_finite=cfg.data.check_finite)
-    return s if vocab is None else MatchingData(s, vocab, regions)
-
-
-def build_vocab(cfg: ExperimentConfig, train_captions: Any) -> Vocabulary:
-    if cfg.data.vocab:
-        return Vocabulary.load(cfg.data.vocab)
-    return Vocabulary.build(train_captions, min_count=cfg.data.vocab_min_count)
+    """Split ``split`` of the data set of ``cfg.data`` (:func:`graphmatch.data.build_dataset`):
+    loaded data, or with ``vocab`` its :class:`MatchingData` with the config's graph recipe.
+    ``regions``: an opened region source instead of ``data.regions``."""
+    return build_dataset(cfg.data).load_split(split, vocab, regions)
 
 
 def check_splits(cfg: ExperimentConfig, train_data: MatchingData, val_data: MatchingData) -> None:
@@ -139,7 +105,8 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
     last_dir = out / "checkpoints" / "last"
     best_dir = out / "checkpoints" / "best"
     device = resolve_device(cfg.train.device)
-    prepare_data(cfg, progress=progress)
+    ds = build_dataset(cfg.data)
+    ds.prepare(progress=progress)  # generates a synthetic set if absent; fast checks always, full scans cached
 
     saved_vocab: Optional[Vocabulary] = None
     if resume:
@@ -165,15 +132,15 @@ def train_experiment(cfg: ExperimentConfig, *, resume: bool = False, progress: b
         )
 
     seed_everything(cfg.train.seed)
-    if regions is None:
-        regions = open_region_source(cfg.data.regions)
-    from graphmatch.data.check import check_before_training  # fast checks always, full scans cached
-    check_before_training(cfg.data.root, [cfg.data.train_split, cfg.data.val_split], regions=bool(cfg.data.regions),
-                          full=cfg.data.check_finite)
-    train_split = load_split(cfg, cfg.data.train_split, regions=regions)
-    vocab = saved_vocab or build_vocab(cfg, train_split.captions)
-    train_data = MatchingData(train_split, vocab, regions)
-    val_data = load_split(cfg, cfg.data.val_split, vocab, regions)
+    regions = regions or ds.region_source()
+    if regions is not None and cfg.train.num_workers:
+        log.warning("data.regions: region files are read in the main process; train.num_workers=%d "
+                    "is ignored", cfg.train.num_workers)
+        cfg.train.num_workers = 0
+    train_split = ds.load_split(cfg.data.train_split, regions=regions)
+    vocab = saved_vocab or ds.build_vocab(train_split.captions)
+    train_data = ds.matching_data(train_split, vocab, regions)
+    val_data = ds.load_split(cfg.data.val_split, vocab, regions)
     check_splits(cfg, train_data, val_data)
     img_dim = train_data.feature_dim
     model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab, recipe=cfg.data.graph).to(device)

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from graphmatch.registry import accepted_kwargs
 from graphmatch.models.base import Matcher, attach_dense_graph
