@@ -221,13 +221,14 @@ def test_cli_demo_synth_and_list(tmp_path, capsys):
                  "--regions", "6", "--feature-dim", "24"]) == 0
     assert json.loads((data / "meta.json").read_text())["synthetic"] is True
     rc = main(["demo", "--data", str(data), "--out", str(tmp_path / "demo"), "--quiet",
-               "--set", "data.synthetic=false", "--set", "model.embed_dim=16", "--set", "model.text.word_dim=8",
+               "--set", "data.name=precomp", "--set", "model.embed_dim=16", "--set", "model.text.word_dim=8",
                "--set", "train.epochs=1", "--set", "train.batch_size=32", "--set", "train.device=cpu"])
     out = capsys.readouterr().out
     assert rc == 0 and "SYNTHETIC" in out and "rsum" in out and "checkpoint:" in out
     assert (tmp_path / "demo" / "checkpoints" / "best" / "eval_test.json").exists()
     assert main(["list"]) == 0
-    assert "matchers: scan" in capsys.readouterr().out
+    listed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
+    assert "scan" in listed["matchers"].split(", ") and "torchvision" in listed["extractors"].split(", ")
 
 
 def test_dev_split_with_other_feature_size_fails_before_the_first_step(tiny_synthetic, tmp_path, monkeypatch):
