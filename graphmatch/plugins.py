@@ -38,8 +38,9 @@ _ENTRY_POINTS_LOADED = False
 _ENTRY_POINT_ERRORS: Dict[str, str] = {}
 
 
-class PluginError(ImportError):
-    """A plug-in that cannot be found or imported; the message names it and says why."""
+class PluginError(ImportError, ValueError):
+    """A plug-in that cannot be found or imported; the message names it and says why. A
+    ``ValueError`` too: it comes from a command-line argument or a config value."""
 
 
 def _module_name(path: Path) -> str:
