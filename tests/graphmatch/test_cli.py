@@ -149,10 +149,10 @@ def test_eval_max_images_zero_is_an_argument_error(quiet_run, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--max-images: must be >= 1, got 0" in err and "concatenate" not in err
-    from graphmatch.cli import run_eval
+    from graphmatch.engine.evaluation import evaluate_checkpoint
 
     with pytest.raises(ValueError, match="max-images must be >= 1"):
-        run_eval(str(quiet_run[0]), None, "test", max_images=0)
+        evaluate_checkpoint(str(quiet_run[0]), None, "test", max_images=0)
 
 
 # ------------------------------------------------------------------------------------------
