@@ -65,7 +65,7 @@ from detectors.store import (
     RegionStore, RegionStoreWriter, StoreError, StoreExistsError, check_store_path, merge_stores,
     store_exists,
 )
-from graphmatch.utils.io import atomic_write_json, atomic_write_text
+from graphmatch.utils.atomic import atomic_write_json, atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 

@@ -69,7 +69,7 @@ from graphmatch.data.regions import (
     store_segments,
 )
 from graphmatch.structures import Regions
-from graphmatch.utils.io import NO_SPACE_ERRNOS, atomic_path, fsync_dir, write_bytes
+from graphmatch.utils.atomic import NO_SPACE_ERRNOS, atomic_path, fsync_dir, write_bytes
 from graphmatch.utils.locks import LockedError, WriterLock
 
 PathLike = Union[str, os.PathLike]

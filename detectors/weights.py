@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from graphmatch.utils.io import file_sha256 as _file_sha256
+from graphmatch.utils.atomic import file_sha256 as _file_sha256
 from graphmatch.utils.state_dict import StateDictFit, check_state_dict
 
 __all__ = ["WeightsError", "load_state_dict_file", "save_state_dict_file", "load_weights_into",

@@ -620,7 +620,7 @@ def load_config(
 def save_config(cfg: ExperimentConfig, path: Union[str, Path]) -> None:
     """Write the config atomically: YAML for ``.yaml``/``.yml`` (usable as ``graphmatch train`` input),
     JSON otherwise."""
-    from graphmatch.utils.io import atomic_write_json, atomic_write_text
+    from graphmatch.utils.atomic import atomic_write_json, atomic_write_text
 
     if Path(path).suffix in (".yaml", ".yml"):
         atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

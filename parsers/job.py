@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from graphmatch.data.parses import DEFAULT_PARSES, PARSES_FORMAT, PARSES_VERSION, parses_path
 from graphmatch.structures import SceneGraph
-from graphmatch.utils.io import file_sha256, fsync_dir, os_error_text
+from graphmatch.utils.atomic import file_sha256, fsync_dir, os_error_text
 from graphmatch.utils.jsonl import JSONLError, loads_line, read_jsonl
 from graphmatch.utils.locks import WriterLock
 

@@ -40,7 +40,7 @@ import numpy as np
 import graphmatch.data.precomp as P
 from graphmatch.data.precomp import DataError, cached_feature_scan
 from graphmatch.data.scan_cache import cached
-from graphmatch.utils.io import file_sha256
+from graphmatch.utils.atomic import file_sha256
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -431,7 +431,7 @@ def file_manifest(root: PathLike, names: Optional[Sequence[str]] = None, *, prog
 
 def write_manifest(path: PathLike, root: PathLike, manifest: List[Dict[str, Any]]) -> None:
     """Write ``manifest`` as JSON to ``path`` atomically."""
-    from graphmatch.utils.io import atomic_write_json
+    from graphmatch.utils.atomic import atomic_write_json
 
     atomic_write_json(path, {"format": "graphmatch-data-manifest/1", "root": str(root), "files": manifest})
 

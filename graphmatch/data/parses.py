@@ -32,7 +32,7 @@ from graphmatch.data.precomp import DataError
 from graphmatch.data.vocab import tokenize, tokenize_with_offsets
 from graphmatch.graphs.text import align_scene_graph
 from graphmatch.structures import SceneGraph
-from graphmatch.utils.io import file_sha256
+from graphmatch.utils.atomic import file_sha256
 from graphmatch.utils.jsonl import JSONLError, loads_line, read_jsonl
 
 PathLike = Union[str, os.PathLike]

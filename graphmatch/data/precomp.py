@@ -62,7 +62,7 @@ import torch
 
 from graphmatch.data.vocab import tokenize
 from graphmatch.structures import Correspondence, Regions
-from graphmatch.utils.io import atomic_save_npy, atomic_write_text
+from graphmatch.utils.atomic import atomic_save_npy, atomic_write_text
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)

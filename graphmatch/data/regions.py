@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from graphmatch.structures import Regions
-from graphmatch.utils.io import atomic_path
+from graphmatch.utils.atomic import atomic_path
 
 PathLike = Union[str, os.PathLike]
 

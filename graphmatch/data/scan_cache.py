@@ -51,7 +51,7 @@ def cached(kind: str, paths: Sequence[Path], compute: Callable[[], Any]) -> Any:
 
     The cache is ``$GRAPHMATCH_CACHE/data-checks.json`` (see the module docstring); reading or
     writing it never fails the caller. Only JSON-able results can be cached."""
-    from graphmatch.utils.io import atomic_write_json
+    from graphmatch.utils.atomic import atomic_write_json
 
     try:
         key = f"{kind}:{_fingerprint(paths)}"

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from graphmatch.data.precomp import write_precomp
 from graphmatch.data.vocab import tokenize
-from graphmatch.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+from graphmatch.utils.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from graphmatch.utils.progress import progress as progress_bar
 
 PathLike = Union[str, os.PathLike]

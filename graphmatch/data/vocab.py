@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
-from graphmatch.utils.io import atomic_write_json
+from graphmatch.utils.atomic import atomic_write_json
 
 PathLike = Union[str, os.PathLike]
 

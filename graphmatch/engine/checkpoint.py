@@ -45,7 +45,7 @@ from graphmatch.config import ConfigError, ExperimentConfig, config_from_dict
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.utils.faults import fault_point
 from graphmatch.utils.state_dict import check_state_dict
-from graphmatch.utils.io import NO_SPACE_ERRNOS, fsync_dir, fsync_tree, os_error_text, replace_dir, write_bytes
+from graphmatch.utils.atomic import NO_SPACE_ERRNOS, fsync_dir, fsync_tree, os_error_text, replace_dir, write_bytes
 
 FORMAT = "graphmatch-checkpoint"
 VERSION = 1

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from graphmatch.engine.checkpoint import load_checkpoint, resolve_checkpoint_dir
 from graphmatch.engine.evaluator import evaluate, read_hard_negatives
-from graphmatch.utils.io import atomic_write_json
+from graphmatch.utils.atomic import atomic_write_json
 
 
 def evaluate_checkpoint(checkpoint: str, data: Optional[str] = None, split: str = "test", *, fold5: bool = False,

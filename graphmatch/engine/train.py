@@ -229,7 +229,7 @@ def truncate_log(path: Path, epochs_done: int) -> int:
             kept.append(line)
     dropped = len(lines) - len(kept)
     if dropped:
-        from graphmatch.utils.io import atomic_write_text
+        from graphmatch.utils.atomic import atomic_write_text
 
         atomic_write_text(path, "".join(line + "\n" for line in kept))
         log.info("%s: dropped %d record(s) past epoch %d (the checkpoint the run continues from)", path, dropped,
@@ -248,7 +248,7 @@ def plot_curves(history: list, path: Path) -> Optional[Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from graphmatch.utils.io import atomic_path
+    from graphmatch.utils.atomic import atomic_path
 
     ep = [h["epoch"] for h in history]
     fig, ax1 = plt.subplots(figsize=(6, 3.5))

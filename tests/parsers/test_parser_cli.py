@@ -22,7 +22,7 @@ import parsers.benchmark as benchmark
 import parsers.job as job
 from graphmatch.cli import main
 from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation
-from graphmatch.utils.io import file_sha256
+from graphmatch.utils.atomic import file_sha256
 from graphmatch.utils.locks import WriterLock
 from parsers.job import load_scene_graphs, read_parse_header, read_parse_records
 

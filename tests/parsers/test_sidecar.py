@@ -15,7 +15,7 @@ from graphmatch.cli import main
 from graphmatch.data.parses import load_parses, read_parses
 from graphmatch.data.precomp import DataError, read_text_lines
 from graphmatch.structures import SceneGraph, SGObject, SGRelation
-from graphmatch.utils.io import file_sha256
+from graphmatch.utils.atomic import file_sha256
 
 NOUNS = {"dog", "cat", "bed", "table", "man", "horse", "car"}
 

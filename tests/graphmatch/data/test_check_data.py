@@ -274,7 +274,7 @@ def test_a_stale_parse_sidecar_is_a_warning_naming_it(tmp_path):
     import json
 
     from graphmatch.data.parses import PARSES_FORMAT
-    from graphmatch.utils.io import file_sha256
+    from graphmatch.utils.atomic import file_sha256
 
     _make(tmp_path)
     caps = tmp_path / "train_caps.txt"

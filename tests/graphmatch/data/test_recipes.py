@@ -19,7 +19,7 @@ from graphmatch.graphs import (
     DEP_LABELS, NODE_ATTRIBUTE, NODE_OBJECT, VISUAL_EDGES, build_visual_graph, collate_graphs, edge_dim_of,
 )
 from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation
-from graphmatch.utils.io import file_sha256
+from graphmatch.utils.atomic import file_sha256
 
 NOUNS = {n for c in CATEGORIES for n in (*c.nouns, c.plural)}
 

@@ -280,7 +280,7 @@ def test_fresh_start_after_a_kill_before_the_first_checkpoint(tiny_synthetic, tm
 
 
 def test_atomic_write_on_a_full_disk_names_the_file(tmp_path):
-    from graphmatch.utils.io import atomic_path
+    from graphmatch.utils.atomic import atomic_path
 
     target = tmp_path / "config.yaml"
     target.write_text("old")

@@ -1,4 +1,5 @@
-"""Small file-system helpers: atomic writes so that a crash never leaves a half-written file.
+"""Atomic file and folder writes, so that a crash never leaves a half-written file, and the
+flushing and disk-full vocabulary they share.
 
 Files: :func:`atomic_path` (and :func:`atomic_write_text`, ``_json``, ``_save_npy``, ``_with``),
 :func:`write_bytes`. Folders: :func:`atomic_dir` (a folder written beside its target and renamed
