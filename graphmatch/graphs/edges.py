@@ -82,9 +82,10 @@ def visual_edge_builder(name: str, *, edge_dim: Optional[int], needs_boxes: bool
     return deco
 
 
-def edge_dim_of(name: str) -> Optional[int]:
-    """The edge feature size declared by builder ``name`` (None: no edge features or undeclared)."""
-    return getattr(VISUAL_EDGES.get(name), "edge_dim", None)
+def edge_dim_of(name: Any) -> Optional[int]:
+    """The edge feature size declared by builder ``name`` (a registered name or the builder itself;
+    None: no edge features or undeclared)."""
+    return getattr(VISUAL_EDGES.resolve(name), "edge_dim", None)
 
 
 def full_edges(n: int) -> torch.Tensor:

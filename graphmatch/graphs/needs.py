@@ -59,10 +59,9 @@ def check_recipe(needs: Optional[GraphNeeds], recipe: Any, matcher_name: str) ->
                          f"but data.graph.text_graph is {text!r}; set data.graph.text_graph to "
                          f"{needs.text_graphs[0]!r}")
     if needs.edge_attr:
-        from graphmatch.graphs.edges import VISUAL_EDGES
+        from graphmatch.graphs.edges import VISUAL_EDGES, edge_dim_of
 
-        builder = VISUAL_EDGES.get(visual)
-        if getattr(builder, "edge_dim", None) is None:
-            with_features = [n for n, b in VISUAL_EDGES.items() if getattr(b, "edge_dim", None) is not None]
+        if edge_dim_of(visual) is None:
+            with_features = [n for n in VISUAL_EDGES.names() if edge_dim_of(n) is not None]
             raise ValueError(f"matcher {matcher_name!r} reads visual edge features, but data.graph.visual_edges "
                              f"{visual!r} gives none; use one of {', '.join(with_features)}")

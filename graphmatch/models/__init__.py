@@ -50,10 +50,9 @@ def build_matcher(cfg: Any, *, img_dim: int, vocab: Any, recipe: Any = None, pre
 def _visual_edge_dim(recipe: Any) -> Optional[int]:
     if recipe is None:
         return None
-    from graphmatch.graphs import VISUAL_EDGES
+    from graphmatch.graphs import edge_dim_of
 
-    builder = VISUAL_EDGES.resolve(recipe.visual_edges.name)
-    return getattr(builder, "edge_dim", None)
+    return edge_dim_of(recipe.visual_edges.name)
 
 
 __all__ = ["MATCHERS", "Matcher", "SCAN", "SCANConfig", "accepted_kwargs", "attach_dense_graph", "build_matcher"]
