@@ -10,7 +10,9 @@ One concept per module:
   :func:`scan_i2t` (all pairs without a loop; oneDNN matrix product on CPU, see
   :data:`ONEDNN_MATMUL`);
 * :mod:`~graphmatch.nn.functional.aggregation` — :data:`AGGREGATIONS` and masked mean / max / sum /
-  LogSumExp pooling (:func:`aggregate`).
+  LogSumExp pooling (:func:`aggregate`);
+* :mod:`~graphmatch.nn.functional.kernels` — Gaussian kernels over polar pseudo-coordinates
+  (:func:`polar_gaussian_weights`, MoNet / GSMN).
 
 The per-caption reference loops the tests and benchmarks compare the batched scorers with are in
 :mod:`graphmatch.testing`.
@@ -34,6 +36,7 @@ from graphmatch.nn.functional.aggregation import (
     masked_sum,
 )
 from graphmatch.nn.functional.attention import RAW_FEATURE_NORMS, func_attention, masked_cross_attention
+from graphmatch.nn.functional.kernels import angular_distance, polar_gaussian_weights
 from graphmatch.nn.functional.norms import clipped_l2norm, cosine_similarity, l2norm
 from graphmatch.nn.functional.scan import scan_i2t, scan_t2i
 
@@ -42,6 +45,7 @@ __all__ = [
     "ONEDNN_MATMUL",
     "RAW_FEATURE_NORMS",
     "aggregate",
+    "angular_distance",
     "check_aggregation",
     "clipped_l2norm",
     "cosine_similarity",
@@ -52,6 +56,7 @@ __all__ = [
     "masked_max",
     "masked_mean",
     "masked_sum",
+    "polar_gaussian_weights",
     "scan_i2t",
     "scan_t2i",
 ]
