@@ -59,6 +59,9 @@ def _print_report(report: Dict[str, Any]) -> None:
     from graphmatch.metrics import format_metrics_table
 
     m = report["metrics"]
+    if "checkpoints" in report:
+        ws = ", ".join(f"{w:g}" for w in report["weights"])
+        print(f"ensemble of {len(report['checkpoints'])} checkpoints (weights {ws})")
     print(f"split {report['split']!r}, protocol: {report['protocol']}")
     print(format_metrics_table(m))
     if "hardneg_acc" in m:
@@ -69,11 +72,16 @@ def _print_report(report: Dict[str, Any]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from graphmatch.engine.evaluation import evaluate_checkpoint
+    from graphmatch.engine.evaluation import evaluate_checkpoint, evaluate_ensemble
 
-    report = evaluate_checkpoint(args.checkpoint, args.data, args.split, fold5=args.fold5, out=args.out,
-                                 device=args.device, max_images=args.max_images, progress=not args.quiet,
-                                 regions=args.regions, imports=args.imports)
+    common = dict(fold5=args.fold5, out=args.out, device=args.device, max_images=args.max_images,
+                  progress=not args.quiet, regions=args.regions, imports=args.imports)
+    if len(args.checkpoint) > 1:
+        report = evaluate_ensemble(args.checkpoint, args.data, args.split, weights=args.weights, **common)
+    else:
+        if args.weights is not None:
+            raise ValueError("--weights is for an ensemble of two or more checkpoints")
+        report = evaluate_checkpoint(args.checkpoint[0], args.data, args.split, **common)
     if args.json:
         _print_json(report)
     else:
@@ -164,6 +172,13 @@ def add_plugin_commands(sub: Any) -> List[str]:
     return problems
 
 
+def _float_list(text: str) -> list:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -191,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint (retrieval R@K, rsum, medr/meanr)")
-    e.add_argument("checkpoint", help="checkpoint folder (or a run folder: uses checkpoints/best)")
+    e.add_argument("checkpoint", nargs="+", help="checkpoint folder (or a run folder: uses checkpoints/best); "
+                   "two or more: evaluate their ensemble (the weighted mean of their similarity matrices)")
+    e.add_argument("--weights", type=_float_list, help="ensemble weights, comma-separated (default: equal)")
     _add_import(e)
     e.add_argument("--data", help="precomp data folder (default: the one in the checkpoint's config)")
     e.add_argument("--regions", help="region file (HDF5 store, BUTD TSV) keyed by <split>_ids.txt, instead of "

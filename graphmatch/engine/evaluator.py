@@ -88,15 +88,13 @@ def similarity_matrix(model: Matcher, data: MatchingData, *, batch_size: int = 2
 
 
 @torch.no_grad()
-def hard_negative_accuracy(model: Matcher, data: MatchingData, records: List[Dict[str, Any]], *,
-                           batch_size: int = 128, device: str = "cpu") -> Dict[str, float]:
-    """Fraction of hard negatives scored below the true caption they were derived from.
-
-    ``records``: ``{"image": row, "caption": negative, "positive": true caption, "kind": ...}``.
-    Returns the overall accuracy (percent) and one per ``kind``.
-    """
+def hard_negative_scores(model: Matcher, data: MatchingData, records: List[Dict[str, Any]], *,
+                         batch_size: int = 128, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(s(image, positive) [n], s(image, negative) [n])`` of hard-negative records
+    ``{"image": row, "caption": negative, "positive": true caption, ...}``."""
     model.eval()
-    wins: Dict[str, List[bool]] = {}
+    pos_scores: List[float] = []
+    neg_scores: List[float] = []
     for s in range(0, len(records), batch_size):
         chunk = records[s : s + batch_size]
         imgs = collate_graphs([data.image_graph(int(r["image"])) for r in chunk]).to(device)
@@ -105,15 +103,32 @@ def hard_negative_accuracy(model: Matcher, data: MatchingData, records: List[Dic
         ie = model.encode_images(imgs)
         pe, ne = model.encode_captions(pos), model.encode_captions(neg)
         # pair k is image k with caption k: the diagonal of the block (blocks are small)
-        sp = torch.diagonal(model.score(ie, pe))
-        sn = torch.diagonal(model.score(ie, ne))
-        for r, a, b in zip(chunk, sp.tolist(), sn.tolist()):
-            wins.setdefault(r.get("kind", "all"), []).append(a > b)
+        pos_scores += torch.diagonal(model.score(ie, pe)).tolist()
+        neg_scores += torch.diagonal(model.score(ie, ne)).tolist()
+    return np.asarray(pos_scores, dtype=np.float64), np.asarray(neg_scores, dtype=np.float64)
+
+
+def hard_negative_metrics(records: List[Dict[str, Any]], pos: np.ndarray, neg: np.ndarray) -> Dict[str, float]:
+    """Percent of hard negatives scored strictly below their true caption, overall and per ``kind``."""
+    wins: Dict[str, List[bool]] = {}
+    for r, a, b in zip(records, pos.tolist(), neg.tolist()):
+        wins.setdefault(r.get("kind", "all"), []).append(a > b)
     out = {f"hardneg_acc_{k}": 100.0 * float(np.mean(v)) for k, v in sorted(wins.items())}
     allw = [w for v in wins.values() for w in v]
     out["hardneg_acc"] = 100.0 * float(np.mean(allw)) if allw else float("nan")
     out["hardneg_n"] = len(allw)
     return out
+
+
+def hard_negative_accuracy(model: Matcher, data: MatchingData, records: List[Dict[str, Any]], *,
+                           batch_size: int = 128, device: str = "cpu") -> Dict[str, float]:
+    """Fraction of hard negatives scored below the true caption they were derived from.
+
+    ``records``: ``{"image": row, "caption": negative, "positive": true caption, "kind": ...}``.
+    Returns the overall accuracy (percent) and one per ``kind``.
+    """
+    pos, neg = hard_negative_scores(model, data, records, batch_size=batch_size, device=device)
+    return hard_negative_metrics(records, pos, neg)
 
 
 def read_hard_negatives(root: str | Path, split: str) -> Optional[List[Dict[str, Any]]]:
