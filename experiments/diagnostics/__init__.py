@@ -1,0 +1,1 @@
+"""Diagnostics: what a matcher reads (structure tests on annotated and synthetic scenes)."""
