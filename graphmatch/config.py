@@ -215,6 +215,8 @@ class GNNStackConfig:
     norm: str = option("none", choices=("none", "layer", "batch"))
     edge_features: bool = option(True, help="pass the graph's edge_attr to layers that take edge features")
     activation: str = option("relu", choices=("relu", "gelu", "elu", "none"))
+    hidden_channels: Optional[int] = option(None, lo=1, help="size between the layers (dim -> hidden -> ... -> dim)",
+                                            note="null: dim")
 
 
 @dataclass
@@ -225,6 +227,9 @@ class ModelConfig:
     matcher: Any = component("matchers", "scan")
     image_gnn: Any = component("gnn_layers", None, common=GNNStackConfig, optional=True)
     text_gnn: Any = component("gnn_layers", None, common=GNNStackConfig, optional=True)
+    text_pool: str = option("mean", choices=("mean", "attention"),
+                            help="scene text graphs: how a node's feature is pooled from the text encoder's "
+                                 "word states over its span (graphmatch.encoders.span)")
 
 
 @dataclass

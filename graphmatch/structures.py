@@ -678,7 +678,9 @@ class Correspondence:
 # node embeddings
 # --------------------------------------------------------------------------------------------
 
-_NODE_FIELDS = ("x", "mask", "adj", "edge_attr", "pooled")
+_NODE_FIELDS = ("x", "mask", "adj", "edge_attr", "pooled", "node_type")
+#: The value of ``NodeEmb.node_type`` at padding positions (what :meth:`NodeEmb.cat` pads with).
+NODE_TYPE_PAD = -1
 
 
 @dataclass
@@ -694,6 +696,10 @@ class NodeEmb:
         edge_attr: optional ``[B, N, N, F]`` dense edge features aligned with ``adj``.
         pooled: optional ``[B, D']`` global vector of each graph (VSE-style scoring, the first
             stage of two-stage retrieval).
+        node_type: optional long ``[B, N]`` type of each node, for matchers that treat node kinds
+            apart (scene-graph nodes: 0 object, 1 attribute, 2 relation, 3 word, the ``node_type``
+            of :func:`~graphmatch.graphs.text.build_scene_graph_graph`); :data:`NODE_TYPE_PAD`
+            (-1) at padding positions.
 
     A ``NodeEmb`` is sliced along the batch axis (``emb[2:5]``, ``emb[index_tensor]``), trimmed
     (:meth:`trim`: node columns after the last real node of any row dropped, for faster scoring),
@@ -705,6 +711,7 @@ class NodeEmb:
     adj: Optional[torch.Tensor] = None
     edge_attr: Optional[torch.Tensor] = None
     pooled: Optional[torch.Tensor] = None
+    node_type: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, torch.Tensor) or self.x.dim() < 2:
@@ -723,6 +730,11 @@ class NodeEmb:
             raise ValueError(f"NodeEmb.edge_attr has shape {tuple(self.edge_attr.shape)}; expected {(b, n, n)} + (F,)")
         if self.pooled is not None and self.pooled.shape[0] != b:
             raise ValueError(f"NodeEmb.pooled has {self.pooled.shape[0]} rows for {b} graphs")
+        if self.node_type is not None:
+            if tuple(self.node_type.shape) != (b, n):
+                raise ValueError(f"NodeEmb.node_type has shape {tuple(self.node_type.shape)}; expected {(b, n)}")
+            if self.node_type.is_floating_point() or self.node_type.dtype == torch.bool:
+                raise ValueError(f"NodeEmb.node_type must be an integer (long) tensor, got {self.node_type.dtype}")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -758,7 +770,7 @@ class NodeEmb:
             return self
 
         def cut(k: str, t: torch.Tensor) -> torch.Tensor:
-            if k in ("x", "mask"):
+            if k in ("x", "mask", "node_type"):
                 return t[:, :keep]
             if k in ("adj", "edge_attr"):
                 return t[:, :keep, :keep]
@@ -790,6 +802,8 @@ class NodeEmb:
                     t = pad(t, (0, 0) * (t.dim() - 2) + (0, m))
                 elif k == "mask":
                     t = pad(t, (0, m), value=False)
+                elif k == "node_type":
+                    t = pad(t, (0, m), value=NODE_TYPE_PAD)
                 elif k == "adj":
                     t = pad(t, (0, m, 0, m))
                 elif k == "edge_attr":

@@ -23,9 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def build_encoder(section: Any, *, embed_dim: int, img_dim: Optional[int] = None, vocab: Any = None,
-                  pretrained: bool = True, gnn: Any = None, edge_dim: Optional[int] = None) -> nn.Module:
+                  pretrained: bool = True, gnn: Any = None, edge_dim: Optional[int] = None,
+                  span_pool: Optional[str] = None) -> nn.Module:
     """The encoder named by ``section`` (a config component section: ``.name`` and ``.kwargs()``),
-    followed by the GNN stack ``gnn`` (a ``model.*_gnn`` section) when given."""
+    followed by the GNN stack ``gnn`` (a ``model.*_gnn`` section) when given.
+
+    ``span_pool`` (``"mean"`` / ``"attention"``): wrap the (word-level) encoder in a
+    :class:`~graphmatch.encoders.span.SpanPoolEncoder`, which pools scene-graph node features from
+    the word states of each node's span, before the GNN stack."""
     cls = ENCODERS.resolve(section.name)
     available = {"embed_dim": embed_dim}
     if img_dim is not None:
@@ -37,6 +42,10 @@ def build_encoder(section: Any, *, embed_dim: int, img_dim: Optional[int] = None
     enc = cls(**kwargs)
     if pretrained and hasattr(enc, "load_pretrained"):
         enc.load_pretrained()
+    if span_pool is not None:
+        from graphmatch.encoders.span import SpanPoolEncoder
+
+        enc = SpanPoolEncoder(enc, dim=embed_dim, pool=span_pool)
     if gnn is not None:
         from graphmatch.encoders.graph import GraphEncoder, build_gnn_stack
 

@@ -12,7 +12,7 @@ Same arguments, checks and results (up to float rounding) as the batched
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -21,7 +21,7 @@ from graphmatch.nn.functional.attention import func_attention
 from graphmatch.nn.functional.norms import cosine_similarity
 from graphmatch.nn.functional.scan import validate_scan_inputs
 
-__all__ = ["scan_t2i_loop", "scan_i2t_loop"]
+__all__ = ["scan_t2i_loop", "scan_i2t_loop", "sgm_score_loop"]
 
 
 def _aggregate_dense(rel: Tensor, agg: str, lambda_lse: float) -> Tensor:
@@ -137,3 +137,86 @@ def scan_i2t_loop(
         images, image_mask, words, word_mask, direction="i2t",
         lambda_softmax=lambda_softmax, agg=agg, lambda_lse=lambda_lse, eps=eps,
     )
+
+
+# ------------------------------------------------------------------------------------------ SGM
+def _unit(v: Tensor) -> Tensor:
+    return v / (v.norm() + 1e-8)
+
+
+def _sgm_level_loop(img_nodes: list, cap_nodes: list, direction: str) -> float:
+    """mean over the query nodes of the best cosine over the key nodes (0 for no key / no query)."""
+    def one(queries: list, keys: list) -> float:
+        if not queries:
+            return 0.0
+        total = 0.0
+        for q in queries:
+            total += max((float(q @ k) for k in keys), default=0.0)
+        return total / len(queries)
+
+    t2i, i2t = one(cap_nodes, img_nodes), one(img_nodes, cap_nodes)
+    return {"t2i": t2i, "i2t": i2t, "both": (t2i + i2t) / 2}[direction]
+
+
+def sgm_score_loop(img: Any, cap: Any, *, image_triple: Any, text_triple: Any, attribute_path: Any = None,
+                   rel_weight: float = 1.0, direction: str = "t2i", attributes: str = "nodes") -> Tensor:
+    """Reference formulation of SGM's score (:class:`graphmatch.models.sgm.SGM`): one image and one
+    caption at a time, their relation nodes built edge by edge, the best matches found by loops.
+
+    Args:
+        img: image node embeddings with ``adj`` (``adj[b, o, s] != 0`` for the edge ``s -> o``) and,
+            when ``image_triple`` reads them, ``edge_attr`` (a :class:`~graphmatch.structures.NodeEmb`).
+        cap: caption node embeddings with ``adj`` and ``node_type`` (0 object, 1 attribute,
+            2 relation, 3 word).
+        image_triple: ``f_v``, applied to ``[v_s; e_so; v_o]`` (``[v_s; v_o]`` when ``img`` has no
+            ``edge_attr``). text_triple: ``f_t`` on ``[t_s; t_r; t_o]``. attribute_path: ``f_a`` on
+            ``[t_a; t_o]`` (``attributes="nodes"``).
+        rel_weight, direction, attributes: as SGM's.
+
+    Returns:
+        ``[len(img), len(cap)]``.
+    """
+    images = []
+    for b in range(len(img)):
+        objs = [_unit(img.x[b, i]) for i in range(img.num_nodes) if img.mask[b, i]]
+        rels = []
+        for o in range(img.num_nodes):
+            for s in range(img.num_nodes):
+                if img.adj[b, o, s] != 0:
+                    parts = [img.x[b, s]] + ([] if img.edge_attr is None else [img.edge_attr[b, o, s]]) + [img.x[b, o]]
+                    rels.append(_unit(image_triple(torch.cat(parts))))
+        images.append((objs, rels))
+    captions = []
+    for c in range(len(cap)):
+        n = [i for i in range(cap.num_nodes) if cap.mask[c, i]]
+        typ = {i: int(cap.node_type[c, i]) for i in n}
+        edges = [(j, i) for i in n for j in n if cap.adj[c, i, j] != 0]  # j -> i
+        objs, rels = [], []
+        for i in n:
+            if typ[i] == 3:
+                objs.append(_unit(cap.x[c, i]))
+            elif typ[i] == 0:
+                attrs = [j for (j, k) in edges if k == i and typ[j] == 1]
+                if attributes == "fold" and attrs:
+                    objs.append(_unit(cap.x[c, i] + sum(cap.x[c, j] for j in attrs) / len(attrs)))
+                else:
+                    objs.append(_unit(cap.x[c, i]))
+            elif typ[i] == 1 and attributes == "nodes":
+                o = [k for (j, k) in edges if j == i and typ[k] == 0]
+                t_o = cap.x[c, o[0]] if o else torch.zeros_like(cap.x[c, i])
+                objs.append(_unit(attribute_path(torch.cat([cap.x[c, i], t_o]))))
+            elif typ[i] == 2:
+                s = [j for (j, k) in edges if k == i and typ[j] == 0]
+                o = [k for (j, k) in edges if j == i and typ[k] == 0]
+                zero = torch.zeros_like(cap.x[c, i])
+                t_s, t_o = (cap.x[c, s[0]] if s else zero), (cap.x[c, o[0]] if o else zero)
+                rels.append(_unit(text_triple(torch.cat([t_s, cap.x[c, i], t_o]))))
+        captions.append((objs, rels))
+    out = torch.zeros(len(images), len(captions))
+    for i, (i_obj, i_rel) in enumerate(images):
+        for c, (c_obj, c_rel) in enumerate(captions):
+            s = _sgm_level_loop(i_obj, c_obj, direction)
+            if rel_weight:
+                s += rel_weight * _sgm_level_loop(i_rel, c_rel, direction)
+            out[i, c] = s
+    return out

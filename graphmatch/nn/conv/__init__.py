@@ -7,9 +7,19 @@ constructor takes ``in_channels`` and ``out_channels`` and, when it uses edge fe
 (``model.image_gnn: {name: gat, heads: 4}``), read from its signature or from ``config=`` at
 registration.
 
-Built in (:mod:`graphmatch.nn.conv.pyg`): ``gcn``, ``gat``, ``gatv2``, ``gin``, ``transformer``,
-``graph``. Layers of our own go one per file in this package, each registered with
-``@GNN_LAYERS.register("name")`` and imported below.
+A layer that cannot run without edge features takes ``edge_dim`` without a default and raises
+when it is None (:func:`needs_edge_features`); a layer whose ``forward`` takes ``edge_type`` gets
+the graph's edge types ``[E]`` (:func:`takes_edge_types`).
+
+Built in (:mod:`graphmatch.nn.conv.pyg`): ``gcn``, ``gat``, ``gatv2``, ``gin``, ``gine``,
+``transformer``, ``graph``, ``gated``, ``rgcn``, ``gmm``. Layers of our own go one per file in
+this package, each registered with ``@GNN_LAYERS.register("name")`` and imported below:
+
+* ``spatial_kernel`` (:mod:`~graphmatch.nn.conv.spatial_kernel`) — GSMN's spatial graph
+  convolution over polar pseudo-coordinates;
+* ``rs_gcn`` (:mod:`~graphmatch.nn.conv.rs_gcn`) — VSRN's region relation reasoning;
+* ``triple`` (:mod:`~graphmatch.nn.conv.triple`) — SGM's triple convolution over
+  (subject, predicate, object).
 """
 from __future__ import annotations
 
@@ -21,9 +31,11 @@ from typing import Any, Optional
 from torch import nn
 
 from graphmatch.nn.conv import pyg  # noqa: F401  (registers the torch-geometric layers)
+from graphmatch.nn.conv import rs_gcn, spatial_kernel, triple  # noqa: F401  (register our layers)
 from graphmatch.nn.conv.registry import GNN_LAYERS
 
-__all__ = ["GNN_LAYERS", "build_gnn_layer", "takes_edge_features", "layer_name"]
+__all__ = ["GNN_LAYERS", "build_gnn_layer", "takes_edge_features", "takes_edge_types", "needs_edge_features",
+           "layer_name"]
 
 
 def _named_parameters(factory: Any) -> set:
@@ -84,3 +96,23 @@ def takes_edge_features(layer: nn.Module) -> bool:
         return "edge_attr" in inspect.signature(layer.forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def takes_edge_types(layer: nn.Module) -> bool:
+    """Whether ``layer``'s ``forward`` takes an ``edge_type`` argument (typed edges, e.g. ``rgcn``)."""
+    try:
+        return "edge_type" in inspect.signature(layer.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def needs_edge_features(name_or_cls: Any) -> bool:
+    """Whether a layer cannot be built without edge features: its constructor (or factory) takes
+    ``edge_dim`` with no default."""
+    factory = GNN_LAYERS.resolve(name_or_cls)
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        p = inspect.signature(target).parameters.get("edge_dim")
+    except (TypeError, ValueError):
+        return False
+    return p is not None and p.default is inspect.Parameter.empty
