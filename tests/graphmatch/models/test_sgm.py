@@ -251,3 +251,15 @@ def test_sgm_trains_on_relation_edges_and_scene_graphs(parsed_with_relations, tm
                              "train.device=cpu", "data.max_val_images=10"])
     summary = train_experiment(cfg, progress=False)
     assert summary["best_rsum"] is not None and torch.isfinite(torch.tensor(summary["best_rsum"]))
+
+
+def test_a_text_gnn_stack_after_the_pooler_keeps_the_node_types():
+    cfg = load_config(None, ["model.matcher.name=sgm", f"model.embed_dim={EMBED}", "model.text.word_dim=4",
+                             "model.text_gnn.name=gcn", "model.image_gnn.name=gcn"])
+    torch.manual_seed(0)
+    m = build_matcher(cfg.model, img_dim=IMG_DIM, vocab=vocab(), recipe=recipe()).eval()
+    caps = captions()
+    with torch.no_grad():
+        cap = m.encode_captions(caps)
+        s = m.score(m.encode_images(images()), cap)
+    assert torch.equal(cap.node_type[cap.mask], caps.node_type) and s.shape == (4, 5) and torch.isfinite(s).all()
