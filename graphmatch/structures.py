@@ -464,6 +464,60 @@ class SceneGraph:
         return g
 
 
+def merge_instances(sg: SceneGraph) -> SceneGraph:
+    """The FACTUAL-style view of a scene graph: one object per name.
+
+    A parser's graph keeps one object per mention (``"an old person kisses a young person"``:
+    two ``person`` objects and a ``kiss`` relation between them). FACTUAL (Li et al., 2023,
+    https://arxiv.org/abs/2305.17497) annotates one object per name, and parser scoring
+    compares that view. Objects with the same name key (``lemma``, else ``name``) become one,
+    at the place of the first of them, keeping its name, span and head and the first
+    ``quantity`` given; attributes are the union over the merged objects (each ``(object,
+    value)`` once, first span kept); relations are remapped, and a relation of an object to
+    itself (from two instances of one name) and repeated ``(subject, predicate, object)``
+    triples are dropped. Tokens, token analyses, ``text``, ``offsets`` and ``note`` are kept.
+
+    Args:
+        sg: any scene graph (a graph already unique by name comes back equal to itself).
+
+    Returns:
+        A new :class:`SceneGraph`; ``sg`` is not changed.
+    """
+    if not isinstance(sg, SceneGraph):
+        raise TypeError(f"merge_instances: sg must be a SceneGraph, got {type(sg).__name__}")
+    where: Dict[str, int] = {}
+    new_index: List[int] = []
+    objects: List[SGObject] = []
+    for o in sg.objects:
+        key = o.lemma or o.name
+        k = where.get(key)
+        if k is None:
+            k = where[key] = len(objects)
+            objects.append(SGObject(name=o.name, span=o.span, head=o.head, lemma=o.lemma, quantity=o.quantity))
+        elif objects[k].quantity is None and o.quantity is not None:
+            objects[k].quantity = o.quantity
+        new_index.append(k)
+    attributes: List[SGAttribute] = []
+    seen_attr = set()
+    for a in sg.attributes:
+        key2 = (new_index[a.object], a.value)
+        if key2 not in seen_attr:
+            seen_attr.add(key2)
+            attributes.append(SGAttribute(object=key2[0], value=a.value, span=a.span))
+    relations: List[SGRelation] = []
+    seen_rel = set()
+    for r in sg.relations:
+        key3 = (new_index[r.subject], r.predicate, new_index[r.object])
+        if key3[0] != key3[2] and key3 not in seen_rel:
+            seen_rel.add(key3)
+            relations.append(SGRelation(subject=key3[0], predicate=r.predicate, object=key3[2], span=r.span))
+    return SceneGraph(tokens=list(sg.tokens), objects=objects, attributes=attributes, relations=relations,
+                      note=sg.note, lemmas=None if sg.lemmas is None else list(sg.lemmas),
+                      heads=None if sg.heads is None else list(sg.heads),
+                      deps=None if sg.deps is None else list(sg.deps), text=sg.text,
+                      offsets=None if sg.offsets is None else list(sg.offsets))
+
+
 # --------------------------------------------------------------------------------------------
 # the image <-> caption correspondence
 # --------------------------------------------------------------------------------------------

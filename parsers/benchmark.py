@@ -59,15 +59,19 @@ def load_gold(path: PathLike, limit: Optional[int] = None) -> List[Dict[str, Any
 
 def run_ours(parser: Any, captions: Sequence[str], batch_size: Optional[int] = None
              ) -> Tuple[List[Dict[str, Any]], float]:
-    """Parse ``captions`` with ``parser.pipe`` (one batched pass); return the records
-    (:meth:`SceneGraph.to_dict`) and the seconds the parsing took (record conversion excluded)."""
+    """Parse ``captions`` with ``parser.pipe`` (one batched pass); return the records of the
+    graphs' FACTUAL-style view (:meth:`SceneGraph.to_dict` of
+    :func:`graphmatch.structures.merge_instances`: one object per name, which is how FACTUAL
+    annotates) and the seconds the parsing took (record conversion excluded)."""
+    from graphmatch.structures import merge_instances
+
     captions = list(captions)
     t0 = time.perf_counter()
     graphs = list(parser.pipe(captions, batch_size=batch_size))
     secs = time.perf_counter() - t0
     if len(graphs) != len(captions):
         raise RuntimeError(f"parser.pipe returned {len(graphs)} graphs for {len(captions)} captions")
-    return [g.to_dict() for g in graphs], secs
+    return [merge_instances(g).to_dict() for g in graphs], secs
 
 
 def make_sng(model: Optional[str]) -> Any:
@@ -225,3 +229,123 @@ def format_eval_table(report: Dict[str, Any]) -> str:
         if report["sng"].get("errors"):
             lines.append(f"sng_parser raised on {report['sng']['errors']} captions (scored as empty graphs)")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# structure-only minimal pairs
+# --------------------------------------------------------------------------------------------
+
+#: Most orderings :func:`canonical_graph` tries among objects its refinement cannot tell apart;
+#: beyond it, the refined order alone is used (exact for every graph without such symmetric ties).
+MAX_ORDERINGS = 5040
+
+
+def _object_labels(sg: Any) -> List[Tuple[Any, ...]]:
+    attrs: List[set] = [set() for _ in sg.objects]
+    for a in sg.attributes:
+        attrs[a.object].add(a.value)
+    return [((o.lemma or o.name), o.quantity or "", tuple(sorted(attrs[i]))) for i, o in enumerate(sg.objects)]
+
+
+def canonical_graph(sg: Any) -> Tuple[Tuple[Any, ...], Tuple[Tuple[int, str, int], ...]]:
+    """An order-independent canonical form of a scene graph's structure: two graphs get the same
+    form iff they are isomorphic as labelled directed graphs.
+
+    Each object is labelled by ``(lemma, quantity, sorted attribute values)``; relations are
+    labelled directed edges ``(subject, predicate, object)`` (duplicates count once). Tokens,
+    spans and the order of objects, attributes and relations do not matter.
+
+    Method: colour refinement (1-dimensional Weisfeiler-Leman) of the object labels over
+    outgoing and incoming labelled edges, ``c_{t+1}(v) = (c_t(v), sorted{(p, c_t(w)) : v -p-> w},
+    sorted{(p, c_t(u)) : u -p-> v})``, orders objects by colour; objects left with equal colours
+    are ordered every possible way (up to :data:`MAX_ORDERINGS`) and the smallest resulting
+    ``(labels, sorted relation triples)`` is the form, which makes it exact.
+
+    Returns:
+        ``(labels, relations)``: object labels in canonical order and sorted relation triples
+        over canonical object numbers.
+    """
+    import itertools
+
+    labels = _object_labels(sg)
+    n = len(labels)
+    edges = sorted({(r.subject, r.predicate, r.object) for r in sg.relations})
+    colour: List[Any] = [repr(lab) for lab in labels]
+    for _ in range(n):
+        new = [repr((colour[v], sorted((p, colour[w]) for s, p, w in edges if s == v),
+                     sorted((p, colour[u]) for u, p, w in edges if w == v))) for v in range(n)]
+        stable = len(set(new)) == len(set(colour))
+        colour = new
+        if stable:
+            break
+    classes: Dict[str, List[int]] = {}
+    for v in range(n):
+        classes.setdefault(colour[v], []).append(v)
+    groups = [classes[c] for c in sorted(classes)]
+    n_orders = 1
+    for g in groups:
+        for k in range(2, len(g) + 1):
+            n_orders *= k
+    choices = [itertools.permutations(g) for g in groups] if n_orders <= MAX_ORDERINGS else [[tuple(g)] for g in groups]
+    best = None
+    for combo in itertools.product(*choices):
+        order = [v for g in combo for v in g]
+        pos = {v: k for k, v in enumerate(order)}
+        form = (tuple(labels[v] for v in order), tuple(sorted((pos[s], p, pos[o]) for s, p, o in edges)))
+        if best is None or form < best:
+            best = form
+    return best if best is not None else ((), ())
+
+
+def load_pairs(path: PathLike) -> List[Dict[str, str]]:
+    """The caption pairs of a JSONL file of ``{"a": caption, "b": caption, "kind": name}``
+    (read with :func:`graphmatch.utils.jsonl.read_jsonl`; a bad line raises
+    :class:`~graphmatch.utils.jsonl.JSONLError` naming ``file:line`` and the field)."""
+    path = Path(path)
+    pairs: List[Dict[str, str]] = []
+    for n, rec in read_jsonl(path, what="caption pairs"):
+        for key in ("a", "b", "kind"):
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise JSONLError(path, n, f"has no {key!r} string", "caption pairs")
+        pairs.append({"a": rec["a"], "b": rec["b"], "kind": rec["kind"]})
+    return pairs
+
+
+def structure_pairs(parser: Any, pairs: Sequence[Dict[str, str]], *, view: str = "instances",
+                    batch_size: Optional[int] = None) -> Dict[str, Any]:
+    """How often the parser tells the captions of structure-only minimal pairs apart.
+
+    Both captions of each pair are parsed (one batched ``parser.pipe``); a pair counts as told
+    apart when the :func:`canonical_graph` forms of its two graphs differ. ``view`` is
+    ``"instances"`` (the parser's graphs, one object per mention) or ``"merged"`` (after
+    :func:`graphmatch.structures.merge_instances`, FACTUAL's one object per name).
+
+    Returns:
+        ``{"n", "differ", "rate", "view", "by_kind": {kind: {"n", "differ", "rate"}},
+        "same": [pairs told apart by neither graph, with their forms]}`` (rates in percent).
+    """
+    from graphmatch.structures import merge_instances
+
+    if view not in ("instances", "merged"):
+        raise ValueError(f"view must be 'instances' or 'merged', got {view!r}")
+    texts = [t for p in pairs for t in (p["a"], p["b"])]
+    graphs = list(parser.pipe(texts, batch_size=batch_size))
+    if view == "merged":
+        graphs = [merge_instances(g) for g in graphs]
+    by_kind: Dict[str, Dict[str, Any]] = {}
+    same: List[Dict[str, Any]] = []
+    differ = 0
+    for k, p in enumerate(pairs):
+        fa, fb = canonical_graph(graphs[2 * k]), canonical_graph(graphs[2 * k + 1])
+        d = fa != fb
+        differ += d
+        slot = by_kind.setdefault(p["kind"], {"n": 0, "differ": 0})
+        slot["n"] += 1
+        slot["differ"] += d
+        if not d:
+            same.append({"a": p["a"], "b": p["b"], "kind": p["kind"], "graph": graphs[2 * k].to_dict()})
+    for slot in by_kind.values():
+        slot["rate"] = 100.0 * slot["differ"] / slot["n"]
+    n = len(pairs)
+    return {"n": n, "differ": differ, "rate": 100.0 * differ / n if n else 0.0, "view": view,
+            "by_kind": dict(sorted(by_kind.items())), "same": same}

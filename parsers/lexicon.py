@@ -210,3 +210,47 @@ ATTRIBUTE_MAP: Dict[str, str] = {"wood": "wooden"}
 COMPOUND_OWNERS: FrozenSet[str] = frozenset({
     "airplane", "bear", "bird", "car", "elephant", "person", "plane", "tv", "tree", "giraffe",
 })
+
+# ------------------------------------------------------------------ coreference (hand lists)
+#: Nouns (lemmas) that name a male / female person: the antecedents ``he`` / ``she`` prefer.
+MALE_NOUNS: FrozenSet[str] = frozenset({
+    "man", "boy", "guy", "gentleman", "father", "dad", "daddy", "son", "brother", "husband", "groom",
+    "bridegroom", "king", "prince", "uncle", "grandfather", "grandpa", "boyfriend", "monk", "businessman",
+    "fisherman", "policeman", "fireman", "cowboy", "batsman", "sportsman", "actor", "waiter", "gentlemen",
+    "grandson", "nephew", "priest", "male", "lad", "sir", "mr",
+})
+FEMALE_NOUNS: FrozenSet[str] = frozenset({
+    "woman", "girl", "lady", "mother", "mom", "mommy", "mum", "daughter", "sister", "wife", "bride", "queen",
+    "princess", "aunt", "grandmother", "grandma", "girlfriend", "nun", "businesswoman", "policewoman",
+    "waitress", "actress", "ballerina", "cowgirl", "granddaughter", "niece", "female", "mrs", "ms", "miss",
+})
+#: Nouns that name a person of either sex (``he`` / ``she`` / ``they`` may refer to them, ``it``
+#: does not).
+PERSON_NOUNS: FrozenSet[str] = frozenset({
+    "person", "people", "child", "kid", "baby", "toddler", "infant", "player", "skier", "surfer", "skater",
+    "skateboarder", "snowboarder", "rider", "biker", "cyclist", "bicyclist", "motorcyclist", "pedestrian",
+    "tourist", "student", "teacher", "worker", "officer", "soldier", "doctor", "nurse", "chef", "cook",
+    "driver", "passenger", "catcher", "pitcher", "batter", "umpire", "referee", "athlete", "owner", "parent",
+    "friend", "adult", "teenager", "teen", "youth", "spectator", "fan", "customer", "vendor", "farmer",
+    "human", "individual", "traveler", "traveller", "shopper", "hiker", "runner", "jogger", "swimmer",
+    "dancer", "singer", "musician", "artist", "photographer", "police", "cop", "pilot", "sailor", "guard",
+    "chef", "baker", "butcher", "clerk", "cashier", "employee", "staff", "coach", "fielder", "goalie",
+    "jockey", "kiter", "kiteboarder", "climber", "diver", "golfer", "boxer", "wrestler", "server",
+    "bartender", "mechanic", "carpenter", "painter", "builder", "tennis player", "baseball player",
+    "someone", "somebody", "anyone", "everyone", "everybody", "user", "visitor", "guest", "audience",
+    "crowd", "family", "couple", "team", "group", "member", "toddler", "teammate", "opponent", "partner",
+})
+#: Animals: ``he`` / ``she`` may refer to them when no person comes before (and ``it`` too).
+ANIMAL_NOUNS: FrozenSet[str] = frozenset({
+    "animal", "dog", "puppy", "cat", "kitten", "kitty", "horse", "pony", "foal", "cow", "calf", "bull", "ox",
+    "sheep", "lamb", "goat", "pig", "bird", "duck", "goose", "chicken", "hen", "rooster", "pigeon", "seagull",
+    "gull", "parrot", "owl", "eagle", "elephant", "giraffe", "zebra", "bear", "lion", "tiger", "monkey", "deer",
+    "donkey", "mule", "camel", "rabbit", "bunny", "mouse", "squirrel", "fox", "wolf", "dolphin", "whale",
+    "fish", "turtle", "snake", "frog", "swan", "penguin", "teddy bear",
+})
+#: Words that mark a mention as another entity than an earlier one of the same name (``another
+#: man``, ``the other man``, ``a second man``).
+NEW_ENTITY_WORDS: FrozenSet[str] = frozenset({
+    "another", "other", "second", "third", "fourth", "fifth", "sixth", "2nd", "3rd", "4th", "different",
+    "additional", "extra", "one",
+})

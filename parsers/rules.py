@@ -101,6 +101,18 @@ _POSS_PRON = {"his", "her", "its", "their", "my", "our", "your", "hers", "theirs
 _PERS_PRON = {"he", "she", "it", "they", "him", "them", "i", "we", "you", "me", "us", "itself",
               "himself", "herself", "themselves", "this", "these", "those"}
 _COPULA = {"be"}
+_HE = {"he", "him", "his"}
+_SHE = {"she", "her", "hers"}
+_IT = {"it", "its"}
+_THEY = {"they", "them", "their", "theirs"}
+#: Personal pronouns resolved to the nearest compatible previous mention (reflexives keep the
+#: clause rule: they refer to the subject).
+_ANAPHORS = _HE | _SHE | _IT | _THEY
+#: Verbs of saying, whose complement is a quotation (``"a sign that says stop"``), not attributes.
+_SAYING = {"say", "read", "show", "write", "spell", "display", "state", "tell"}
+#: Nouns of pictures: ``"taking a picture of X"`` relates the taker to ``X``.
+_DEPICTIONS = {"picture", "photo", "photograph", "pic", "image", "selfie", "drawing", "painting", "video"}
+_INDEFINITE = {"a", "an", "another", "some", "any", "each", "every", "no", "one", "several", "many", "few"}
 
 
 class _Sent:
@@ -173,7 +185,9 @@ class _Builder:
         self.attrs: List[SGAttribute] = []
         self.rels: List[SGRelation] = []
         self.tok2obj: Dict[int, int] = {}   # token (head noun or proxy) -> object number
-        self.by_lemma: Dict[str, int] = {}
+        self.obj_tok: List[int] = []        # object number -> its mention's head token
+        self._antecedents: Dict[int, List[int]] = {}   # personal pronoun token -> objects it refers to
+        self._resolving: Set[int] = set()
         self.name_tokens: Set[int] = set()
         self.relational: Set[int] = set()   # relational nouns folded into predicates
         self.quant_of: Dict[int, int] = {}  # quantifier noun -> its "of" complement noun
@@ -269,7 +283,7 @@ class _Builder:
             name = s.span_text(start, i + 1)
         lemma = self._join([s.lower[k] for k in range(start, i)] + [lemma_head], start)
         lemma = L.NAME_MAP.get(lemma, lemma)
-        o = self._object(name, (start, i + 1), lemma_head, lemma)
+        o = self._object(name, (start, i + 1), lemma_head, lemma, i)
         self.tok2obj[i] = o
         self.name_tokens.update(range(start, i + 1))
         if split is not None:
@@ -278,7 +292,8 @@ class _Builder:
             if s.lower[split] in L.COMPOUND_OWNERS:
                 lo = min(left)
                 owner = self._object(s.span_text(lo, split + 1), (lo, split + 1), s.lemma[split],
-                                     self._join([s.lower[k] for k in range(lo, split)] + [s.lemma[split]], lo))
+                                     self._join([s.lower[k] for k in range(lo, split)] + [s.lemma[split]], lo),
+                                     split)
                 self.name_tokens.update(range(lo, split + 1))
                 self._pending.append((owner, "have", o, (lo, i + 1)))
             else:
@@ -296,12 +311,12 @@ class _Builder:
             out += w
         return out
 
-    def _object(self, name: str, span: Tuple[int, int], head: str, lemma: str) -> int:
-        o = self.by_lemma.get(lemma)
-        if o is None:
-            o = len(self.objects)
-            self.objects.append(SGObject(name=name, span=span, head=head, lemma=lemma))
-            self.by_lemma[lemma] = o
+    def _object(self, name: str, span: Tuple[int, int], head: str, lemma: str, tok: int) -> int:
+        """A new object for the mention whose head noun is token ``tok`` (one object per mention;
+        coreferent mentions are joined at the end, :meth:`corefer`)."""
+        o = len(self.objects)
+        self.objects.append(SGObject(name=name, span=span, head=head, lemma=lemma))
+        self.obj_tok.append(tok)
         return o
 
     # --------------------------------------------------------------- attributes
@@ -322,8 +337,44 @@ class _Builder:
             return None
         return s.lower[k]
 
+    def _positional_attributes(self) -> None:
+        """Phrases that tell entities apart without naming an object: ``"the woman on the left"``
+        → attribute ``"on the left"`` (FACTUAL's value); ``"the girl in white"`` → attribute
+        ``"white"``. Attached to the noun the phrase modifies, or to the subjects of the verb it
+        modifies (``"the woman sitting on the right"``)."""
+        s = self.s
+        for t in range(s.n):
+            if s.dep[t] != "pobj" or t in self.tok2obj or s.head[t] == t:
+                continue
+            p = s.head[t]
+            h = s.head[p]
+            if h == p:
+                continue
+            if s.lower[t] in ("left", "right") and s.lower[p] in ("on", "to", "at") and \
+                    not any(s.lower[k] == "of" for k in s.kids[t]):
+                value, span = f"{s.lower[p]} the {s.lower[t]}", (p, t + 1)
+            elif s.lower[t] in L.COLOURS and s.lower[p] in ("in", "dressed") and \
+                    not any(s.dep[k] in ("prep", "compound") for k in s.kids[t]):
+                value, span = s.lower[t], (t, t + 1)
+            else:
+                continue
+            before = [k for k in s.kids[h] if k < p and s.dep[k] in _OBJ and k in self.tok2obj]
+            if h in self.tok2obj:
+                owners = [self.tok2obj[h]]
+            elif s.is_verb(h) and before and value in L.COLOURS:
+                # "a person in red chasing a person in green": the colour after the verb's object
+                # describes that object (the parser often attaches the phrase to the verb)
+                owners = [self.tok2obj[max(before)]]
+            elif s.is_verb(h):
+                owners = self.subjects(h)
+            else:
+                continue
+            for o in owners:
+                self._add_attr(o, value, span)
+
     def find_attributes(self) -> None:
         s = self.s
+        self._positional_attributes()
         for i, o in list(self.tok2obj.items()):
             if i in self.quant_of:
                 continue
@@ -369,6 +420,12 @@ class _Builder:
                     val = self._modifier_value(v)
                     if val:
                         self._add_attr(subj, val, (v, v + 1))
+            elif s.is_verb(v) and d in ("ROOT", "conj", "advcl", "relcl", "ccomp") and \
+                    s.tag[v] in ("VBZ", "VBP") and s.lemma[v] not in _SAYING and \
+                    self._is_bare_participle(v, finite=True):
+                # a finite verb without complements: "... and it sleeps" → attribute "sleep"
+                for subj in self.subjects(v):
+                    self._add_attr(subj, L.VERB_LEMMA.get(s.lemma[v], s.lemma[v]), (v, v + 1))
 
     def _add_modifier(self, o: int, m: int) -> None:
         """Attribute from modifier token ``m``; a shade before a colour makes one value."""
@@ -395,11 +452,13 @@ class _Builder:
                 return True
         return False
 
-    def _is_bare_participle(self, v: int) -> bool:
+    def _is_bare_participle(self, v: int, finite: bool = False) -> bool:
+        """Whether verb ``v`` is a participle (or with ``finite``, any verb form) without objects
+        or complements, which describes its subject as an attribute."""
         s = self.s
-        if s.lemma[v] in _COPULA or s.lemma[v] in L.NON_ATTRIBUTE_VERBS:
+        if s.lemma[v] in _COPULA or s.lemma[v] in L.NON_ATTRIBUTE_VERBS or s.pos[v] == "AUX":
             return False
-        if s.tag[v] not in ("VBG", "VBN"):
+        if not finite and s.tag[v] not in ("VBG", "VBN"):
             return False
         for c in s.kids[v]:
             if s.dep[c] in _OBJ or s.dep[c] in ("prep", "agent", "xcomp", "ccomp", "acomp", "attr",
@@ -415,11 +474,232 @@ class _Builder:
         for m in s.conjuncts(k):
             if m in self.tok2obj:
                 out.append(self.tok2obj[m])
+            elif s.lower[m] in _ANAPHORS:
+                out.extend(self.pronoun_objects(m))
             elif s.lower[m] in _PERS_PRON or s.lower[m] in _REL_PRON:
                 r = self._resolve_pronoun(m)
                 if r is not None:
                     out.append(r)
         return out
+
+    # ------------------------------------------------------------------ coreference
+    def _kind(self, o: int) -> Tuple[bool, bool, bool, bool, bool]:
+        """``(male, female, person, animal, plural)`` of object ``o``, from its name and tag."""
+        ob = self.objects[o]
+        names = {ob.head or "", ob.lemma or ""}
+        male = bool(names & L.MALE_NOUNS)
+        female = bool(names & L.FEMALE_NOUNS)
+        person = male or female or bool(names & L.PERSON_NOUNS)
+        animal = bool(names & L.ANIMAL_NOUNS)
+        t = self.obj_tok[o]
+        plural = self.s.tag[t] in ("NNS", "NNPS") or (ob.quantity is not None
+                                                       and ob.quantity not in ("one", "1", "a", "an"))
+        return male, female, person, animal, plural
+
+    def _co_arguments(self, k: int) -> Set[int]:
+        """Objects that pronoun ``k`` (not a subject, not a possessive) would be related to: a
+        pronoun does not refer to the other argument of its own relation (``"a plate with a
+        sandwich on it"``: ``it`` is the plate, not the sandwich)."""
+        s = self.s
+        d, h = s.dep[k], s.head[k]
+        if h == k:
+            return set()
+        if d == "pobj":
+            _, anchor = self._prep_chain(h)
+            if anchor < 0:
+                return set()
+            if anchor in self.tok2obj:
+                return set(self._noun_subjects(anchor))
+            if s.is_verb(anchor) or s.pos[anchor] == "ADJ":
+                return set(self.subjects(anchor))
+            return set()
+        if (d in _OBJ or d == "attr") and s.is_verb(h):
+            return set(self.subjects(h))
+        return set()
+
+    def pronoun_objects(self, k: int) -> List[int]:
+        """The objects personal pronoun ``k`` (``he``, ``him``, ``his``, ``she``, ``her``, ``it``,
+        ``its``, ``they``, ``them``, ``their`` ...) refers to: the nearest previous compatible
+        mention (see the module docstring), else the clause rule of :meth:`_resolve_pronoun`."""
+        if k in self._antecedents:
+            return self._antecedents[k]
+        if k in self._resolving:   # a pronoun whose resolution needs itself
+            return []
+        self._resolving.add(k)
+        try:
+            out = self._find_antecedents(k)
+        finally:
+            self._resolving.discard(k)
+        self._antecedents[k] = out
+        return out
+
+    def _find_antecedents(self, k: int) -> List[int]:
+        s = self.s
+        low = s.lower[k]
+        possessive = s.dep[k] == "poss" or low in ("his", "its", "their", "hers", "theirs")
+        excluded = set() if possessive or s.dep[k] in _SUBJ else self._co_arguments(k)
+        if possessive and s.head[k] in self.tok2obj:   # "their arms": not the arms
+            excluded.add(self.tok2obj[s.head[k]])
+        before = sorted((o for o in range(len(self.objects)) if self.obj_tok[o] < k and o not in excluded),
+                        key=lambda o: -self.obj_tok[o])
+        kinds = {o: self._kind(o) for o in before}
+        if low in _HE:
+            tiers = [lambda m, f, p, a, pl: m and not pl, lambda m, f, p, a, pl: p and not f and not pl,
+                     lambda m, f, p, a, pl: a and not pl]
+        elif low in _SHE:
+            tiers = [lambda m, f, p, a, pl: f and not pl, lambda m, f, p, a, pl: p and not m and not pl,
+                     lambda m, f, p, a, pl: a and not pl]
+        elif low in _IT:
+            tiers = [lambda m, f, p, a, pl: not p and not pl]
+        else:   # they / them / their
+            tiers = [lambda m, f, p, a, pl: pl and p, lambda m, f, p, a, pl: pl and a, lambda m, f, p, a, pl: pl]
+        clause = self._resolve_pronoun(k) if low not in ("him", "them") else None
+        for tier in tiers:
+            hits = [o for o in before if tier(*kinds[o])]
+            if hits:
+                # the subject of the pronoun's clause when it fits as well as the nearest one
+                if clause is not None and clause in hits:
+                    return [clause]
+                return hits[:1]
+        if low in _THEY:
+            # "a man and a woman ... their": the nearest coordinated series
+            for t in sorted((t for t in self.tok2obj if t < k), reverse=True):
+                members = [self.tok2obj[m] for m in s.series(t) if m in self.tok2obj]
+                if len(set(members)) > 1 and not set(members) & excluded:
+                    return sorted(set(members), key=members.index)
+            # singular "they": "the person has their arms up"
+            hits = [o for o in before if kinds[o][2]]
+            if hits:
+                return [clause] if clause in hits else hits[:1]
+        after = sorted((o for o in range(len(self.objects)) if self.obj_tok[o] > k and o not in excluded),
+                       key=lambda o: self.obj_tok[o])
+        for tier in tiers:   # "a woman holding his umbrella next to a man": the nearest one after
+            hits = [o for o in after if tier(*self._kind(o))]
+            if hits:
+                return hits[:1]
+        if clause is None or clause in excluded:
+            return []
+        male, female, person, _, _ = self._kind(clause)
+        if (low in _HE and female) or (low in _SHE and male) or (low in _IT and person):
+            return []
+        return [clause]
+
+    def _signature(self, o: int) -> Set[Tuple[str, ...]]:
+        """The modifiers of mention ``o`` that could tell it apart from another entity of its name:
+        adjectives / numbers / compounds outside the name, prepositional phrases (preposition and
+        complement lemma), clauses (verb lemma) and noun possessors."""
+        s = self.s
+        t = self.obj_tok[o]
+        lo, hi = self.objects[o].span
+        out: Set[Tuple[str, ...]] = set()
+        for k in s.kids[t]:
+            d = s.dep[k]
+            if d in ("amod", "nmod", "nummod", "quantmod", "compound", "npadvmod") and not lo <= k < hi:
+                if s.lower[k] not in ("same",) and s.pos[k] not in ("DET", "PRON"):
+                    out.add(("mod", s.lower[k]))
+            elif d == "prep":
+                comp = s.kids_with(k, {"pobj", "pcomp"})
+                out.add(("prep", s.lower[k], s.lemma[comp[0]] if comp else ""))
+            elif d in ("acl", "relcl", "appos"):
+                out.add(("clause", s.lemma[k]))
+            elif d == "poss" and s.lower[k] not in _POSS_PRON:
+                out.add(("poss", s.lemma[k]))
+        return out
+
+    def _may_refer_back(self, o: int) -> bool:
+        """Whether mention ``o`` can be an earlier entity again: not indefinite (``a`` / ``an`` /
+        ``some`` / a number ...), not marked as new (``another``, ``other``, ``second``; lexicon
+        ``NEW_ENTITY_WORDS``), not an indefinite pronoun (``someone``)."""
+        s = self.s
+        t = self.obj_tok[o]
+        if s.lower[t] in L.PRONOUN_OBJECTS:
+            return False
+        toks = [t] + [q for q, c in self.quant_of.items() if c == t]
+        for x in toks:
+            for k in s.kids[x]:
+                if s.dep[k] in ("det", "predet") and s.lower[k] in _INDEFINITE:
+                    return False
+                if s.lower[k] in L.NEW_ENTITY_WORDS and s.dep[k] in ("det", "predet", "amod", "nummod", "advmod"):
+                    return False
+        return True
+
+    def corefer(self) -> None:
+        """Join a definite or bare repeat of an earlier name into that entity (see the module
+        docstring): each mention that :meth:`_may_refer_back` is joined to the most recent earlier
+        entity of the same name and number whose modifiers (:meth:`_signature`, and its
+        attribute values) include all of the mention's, unless the two are related to each other."""
+        n = len(self.objects)
+        if n < 2:
+            return
+        parent = list(range(n))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        pairs = {(r.subject, r.object) for r in self.rels} | {(r.object, r.subject) for r in self.rels}
+        values: List[Set[Tuple[str, ...]]] = [set() for _ in range(n)]
+        for a in self.attrs:
+            values[a.object].add(("mod", a.value))
+        order = sorted(range(n), key=lambda o: self.obj_tok[o])
+        sig = {o: self._signature(o) for o in order}
+        plural = {o: self._kind(o)[4] for o in order}
+        joined = False
+        for idx, m in enumerate(order):
+            if not self._may_refer_back(m):
+                continue
+            for a in reversed(order[:idx]):
+                if self.objects[a].lemma != self.objects[m].lemma or plural[a] != plural[m]:
+                    continue
+                ra = find(a)
+                members = [x for x in range(n) if find(x) == ra]
+                known = set().union(*(sig[x] | values[x] for x in members))
+                if not sig[m] <= known:
+                    continue
+                if any((x, m) in pairs for x in members):
+                    continue
+                parent[find(m)] = ra
+                joined = True
+                break
+        if joined:
+            self._collapse([find(o) for o in range(n)])
+
+    def _collapse(self, root: List[int]) -> None:
+        """Replace each object by its entity ``root[o]`` (an object number), renumbering objects in
+        order of first mention and remapping attributes and relations (duplicates and relations of
+        an entity to itself dropped)."""
+        new_of: Dict[int, int] = {}
+        objects: List[SGObject] = []
+        obj_tok: List[int] = []
+        for o in range(len(self.objects)):
+            r = root[o]
+            if r not in new_of:
+                new_of[r] = len(objects)
+                ob = self.objects[r]
+                objects.append(SGObject(name=ob.name, span=ob.span, head=ob.head, lemma=ob.lemma,
+                                        quantity=ob.quantity))
+                obj_tok.append(self.obj_tok[r])
+        for o in range(len(self.objects)):
+            e = objects[new_of[root[o]]]
+            if e.quantity is None and self.objects[o].quantity is not None:
+                e.quantity = self.objects[o].quantity
+        remap = [new_of[root[o]] for o in range(len(self.objects))]
+        attrs, seen_a = [], set()
+        for a in self.attrs:
+            key = (remap[a.object], a.value)
+            if key not in seen_a:
+                seen_a.add(key)
+                attrs.append(SGAttribute(object=key[0], value=a.value, span=a.span))
+        rels, seen_r = [], set()
+        for r in self.rels:
+            key3 = (remap[r.subject], r.predicate, remap[r.object])
+            if key3[0] != key3[2] and key3 not in seen_r:
+                seen_r.add(key3)
+                rels.append(SGRelation(subject=key3[0], predicate=r.predicate, object=key3[2], span=r.span))
+        self.objects, self.obj_tok, self.attrs, self.rels = objects, obj_tok, attrs, rels
+        self.tok2obj = {t: remap[o] for t, o in self.tok2obj.items()}
 
     def _clause_verb(self, k: int) -> Optional[int]:
         s = self.s
@@ -580,6 +860,8 @@ class _Builder:
                     continue
                 if i in self.relational:
                     continue
+                if self._with_it(i):
+                    continue
                 objs = self._obj_of(i)
                 if not objs:
                     continue
@@ -596,8 +878,7 @@ class _Builder:
                     for o in objs:
                         self._add_rel(sj, pred, o, (min(v, i), max(v, i) + 1))
             elif d == "poss":
-                owner = self._obj_of(i) if s.lower[i] not in _POSS_PRON else \
-                    [r for r in [self._resolve_pronoun(i)] if r is not None]
+                owner = self._obj_of(i) if s.lower[i] not in _POSS_PRON else self.pronoun_objects(i)
                 h = s.head[i]
                 if h in self.quant_of:
                     h = self.quant_of[h]
@@ -628,6 +909,28 @@ class _Builder:
             for sj in self.subjects(v):
                 self._add_rel(sj, pred, head_obj, (min(v, s.head[v]), max(v, s.head[v]) + 1))
 
+    def _with_it(self, i: int) -> bool:
+        """``"a cart with luggage on it"`` when the parser attaches ``on it`` to ``cart``: the
+        pronoun is the cart and the relation is ``(luggage, on, cart)``. Returns whether the
+        pronoun ``pobj`` ``i`` was read this way (its relations added)."""
+        s = self.s
+        if s.lower[i] not in _IT and s.lower[i] not in _THEY:
+            return False
+        p = s.head[i]
+        x = s.head[p]
+        if x == p or x not in self.tok2obj or s.dep[p] != "prep":
+            return False
+        withs = [c for k in s.kids[x] if s.lower[k] == "with" and s.dep[k] == "prep" and k < p
+                 for c in s.kids_with(k, {"pobj"}) if c in self.tok2obj]
+        if not withs:
+            return False
+        parts, _ = self._prep_chain(p)
+        pred = " ".join(s.lower[k] for k in parts)
+        for y in withs:
+            for sub in self._obj_of(y):
+                self._add_rel(sub, pred, self.tok2obj[x], (p, i + 1))
+        return True
+
     def _rel_from_prep(self, p: int, objs: List[int]) -> None:
         s = self.s
         parts, anchor = self._prep_chain(p)
@@ -649,6 +952,15 @@ class _Builder:
         if anchor in self.tok2obj or s.is_noun(anchor):
             if anchor in self.tok2obj:
                 subs = self._noun_subjects(anchor)
+            elif (prep_words == "of" and s.lemma[anchor] in _DEPICTIONS and s.dep[anchor] in _OBJ
+                  and s.is_verb(s.head[anchor]) and s.head[anchor] != anchor):
+                # "a woman taking a picture of a man" → (woman, take picture of, man)
+                v = s.head[anchor]
+                pred = self._verb_pred(v) + " " + s.lemma[anchor] + " of"
+                for sub in self.subjects(v):
+                    for o in objs:
+                        self._add_rel(sub, pred, o, (min(v, p), max(parts) + 1))
+                return
             else:
                 return
             if prep_words == "of":
@@ -704,6 +1016,7 @@ class _Builder:
         self.find_relations()
         for sj, pred, ob, span in self._pending:
             self._add_rel(sj, pred, ob, span)
+        self.corefer()
         s = self.s
         heads = list(s.head)
         return SceneGraph(tokens=list(s.text), objects=self.objects, attributes=self.attrs,
