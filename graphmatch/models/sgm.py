@@ -10,7 +10,9 @@ edges or a human-annotated scene graph; edge features ``e_so`` from ``NodeEmb.ed
 
 * object nodes: the encoded regions / objects ``v_i`` (image encoder, optionally a GNN stack);
 * relation nodes: one per edge ``s -> o``, ``u_so = l2norm(f_v([v_s; e_so; v_o]))`` with ``f_v`` a
-  two-layer MLP (``Linear(2D + F, H) -> ReLU -> Linear(H, D)``).
+  two-layer MLP (``Linear(2D + F, H) -> ReLU -> Linear(H, D)``). Relation nodes are read off the
+  dense adjacency, so repeated edges ``s -> o`` (two predicates between the same pair) give one
+  relation node whose edge feature is the sum of theirs.
 
 **Text side** (a ``scene`` text graph; node features pooled from the word states of their spans,
 :mod:`graphmatch.encoders.span`; ``node_type`` 0 object, 1 attribute, 2 relation, 3 word):
