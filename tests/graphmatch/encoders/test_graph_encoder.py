@@ -239,3 +239,108 @@ def test_a_layer_with_the_wrong_output_size_is_named():
     stack = GNNStack(Wrong, DIM)
     with pytest.raises(ValueError, match=r"'.*Wrong' \(layer 0 of the stack\) returned \(3, 9\); expected \(3, 8\)"):
         stack(torch.randn(3, DIM), torch.zeros(2, 0, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------- hidden channels
+def test_hidden_channels_sizes_and_residual_only_where_sizes_agree():
+    """dim -> H -> H -> dim: the first and last blocks change the size and have no residual, the
+    middle one keeps it; norms have their layer's output size."""
+    torch.manual_seed(0)
+    stack = build_gnn_stack("graph", dim=DIM, num_layers=3, hidden_channels=5, norm="layer").eval()
+    assert stack.sizes == [DIM, 5, 5, DIM] and stack.residual_blocks == [False, True, False]
+    assert [(m.in_channels, m.out_channels) for m in stack.layers] == [(DIM, 5), (5, 5), (5, DIM)]
+    assert [m.normalized_shape for m in stack.norms] == [(5,), (5,), (DIM,)]
+    x, ei = torch.randn(4, DIM), batch(graph(4, 6)).edge_index
+
+    def block(i, h):
+        return stack.act(stack.norms[i](stack.layers[i](h, ei)))
+
+    h0 = block(0, x)
+    h1 = h0 + block(1, h0)
+    torch.testing.assert_close(stack(x, ei), block(2, h1))
+    assert "hidden_channels=5" in repr(stack)
+
+
+def test_hidden_channels_equal_to_dim_and_a_single_layer_are_the_plain_stack():
+    torch.manual_seed(0)
+    plain = build_gnn_stack("gcn", dim=DIM, num_layers=2)
+    same = build_gnn_stack("gcn", dim=DIM, num_layers=2, hidden_channels=DIM)
+    one = build_gnn_stack("gcn", dim=DIM, num_layers=1, hidden_channels=3)
+    assert same.residual_blocks == [True, True] and one.sizes == [DIM, DIM] and one.residual_blocks == [True]
+    same.load_state_dict(plain.state_dict())
+    x, ei = torch.randn(4, DIM), batch(graph(4, 6)).edge_index
+    torch.testing.assert_close(same(x, ei), plain(x, ei))
+
+
+def test_hidden_channels_from_a_config_section_even_for_gin():
+    """``hidden_channels`` is the stack's key; gin's MLP size is its own ``mlp_channels``."""
+    cfg = config_from_dict({"model": {"embed_dim": DIM, "image_gnn": {
+        "name": "gin", "num_layers": 2, "hidden_channels": 12, "mlp_channels": 3}}})
+    stack = build_gnn_stack(cfg.model.image_gnn, dim=DIM)
+    assert stack.sizes == [DIM, 12, DIM]
+    assert [(m.nn[0].in_features, m.nn[0].out_features, m.nn[2].out_features) for m in stack.layers] == [
+        (DIM, 3, 12), (12, 3, DIM)]
+    enc = GraphEncoder(PrecompRegionEncoder(img_dim=IMG_DIM, embed_dim=DIM), stack)
+    assert enc(batch(graph(3, 1), graph(2, 2))).x.shape == (2, 3, DIM)
+    with pytest.raises(ValueError, match="hidden_channels must be a positive int"):
+        GNNStack("gcn", DIM, hidden_channels=0)
+
+
+def test_gated_layers_with_a_hidden_size_below_and_above_dim():
+    """GatedGraphConv pads up; going down it maps the input first (ProjectedGatedGraphConv)."""
+    for hidden in (4, 12):
+        enc = encoder("gated", num_layers=2, hidden_channels=hidden, num_steps=2)
+        out = enc(batch(graph(3, 1), graph(4, 2)))
+        assert out.x.shape == (2, 4, DIM) and torch.isfinite(out.x).all()
+
+
+# -------------------------------------------------------------------------------- edge types
+def typed(n: int, seed: int, types) -> Data:
+    d = graph(n, seed)
+    d.edge_type = torch.as_tensor(types, dtype=torch.long)
+    assert d.edge_type.numel() == d.edge_index.size(1)
+    return d
+
+
+def test_edge_types_reach_layers_that_take_them():
+    enc = encoder("rgcn", num_layers=2, num_relations=3)
+    assert enc.stack.uses_edge_type == [True, True]
+    b = batch(typed(3, 1, [0, 1, 2, 2, 1, 0]), typed(2, 2, [1, 2, 0, 1]))
+    out = enc(b)
+    assert out.x.shape == (2, 3, DIM) and torch.isfinite(out.x).all()
+    # the stack gets graphs.edge_type: the same as calling it by hand, and other types give other outputs
+    base = enc.base(b)
+    torch.testing.assert_close(out.x[out.mask], enc.stack(base.x[base.mask], b.edge_index, None, b.edge_type))
+    b2 = b.clone()
+    b2.edge_type = torch.zeros_like(b.edge_type)
+    assert not torch.allclose(enc(b2).x, out.x)
+    # layers without edge types never see them
+    assert encoder("gcn").stack.uses_edge_type == [False]
+    torch.testing.assert_close(encoder("gcn")(b2).x, encoder("gcn")(b).x)
+
+
+def test_edge_type_errors_name_the_fix():
+    enc = encoder("rgcn", num_relations=3)
+    b = batch(graph(3, 1))
+    with pytest.raises(ValueError, match=r"needs edge types \(edge_type \[E\]\) but the batch has none"):
+        enc(b)
+    b.edge_type = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"edge_type has shape \(4,\), expected \(6,\)"):
+        enc(b)
+    b.edge_type = torch.zeros(6)
+    with pytest.raises(ValueError, match="edge_type must hold integers"):
+        enc(b)
+    b.edge_type = torch.tensor([0, 1, 2, 3, 0, 0])
+    with pytest.raises(ValueError, match="edge_type 3 is out of range for num_relations=3"):
+        enc(b)
+
+
+def test_a_layer_that_needs_edge_features_names_the_fix():
+    with pytest.raises(ValueError, match="'gmm' needs edge features but the graphs carry no edge features"):
+        build_gnn_stack("gmm", dim=DIM)
+    with pytest.raises(ValueError, match="'triple' needs edge features but the stack has edge_features: false"):
+        build_gnn_stack("triple", dim=DIM, edge_dim=EDGE_DIM, edge_features=False)
+    for name in ("gmm", "gine", "triple"):
+        enc = encoder(name, edge_dim=EDGE_DIM, num_layers=2, hidden_channels=4)
+        assert enc.stack.uses_edge_attr == [True, True]
+        assert torch.isfinite(enc(batch(graph(3, 1), graph(4, 2))).x).all()
