@@ -129,7 +129,7 @@ def build_graphs(records: Sequence[Tuple[str, AnnotatedGraph]], embedder: NameEm
 
 
 # ------------------------------------------------------------------------------------------ one run
-def run(train_path: Path, eval_path: Path, matcher: str, *, overrides: Sequence[str] = (), epochs: int = 1,
+def run(train_path: Path, eval_path: Path, matcher: str, *, overrides: Sequence[str] = (), epochs: int = 3,
         max_train: Optional[int] = None, max_eval: Optional[int] = None, batch_size: int = 128, seed: int = 0,
         max_steps: Optional[int] = None, word_dim: int = 300, word_vectors: Optional[str] = None,
         parse_cache: Optional[str] = None, tie_tol: float = st.DEFAULT_TIE_TOL, device: str = "cpu",
@@ -209,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--import", dest="imports", action="append", default=[], help="plug-in file or module")
     ap.add_argument("--out", type=Path, default=None, help="report JSON (one matcher)")
     ap.add_argument("--out-dir", type=Path, default=None, help="folder of <matcher>.json reports and table.md (--table)")
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=3, help="training epochs (3: about 4 min for SCAN on one CPU thread)")
     ap.add_argument("--max-train", type=int, default=None, help="train on the first N records")
     ap.add_argument("--max-eval", type=int, default=None, help="report on the first N records")
     ap.add_argument("--max-steps", type=int, default=None, help="at most N training steps per epoch")

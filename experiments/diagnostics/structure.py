@@ -12,7 +12,7 @@ A structure test trains a matcher on (graph, caption) pairs, one caption per gra
   - *group*: ``s(G, C) > s(G, C')`` and ``s(G', C') > s(G', C)`` (both graphs prefer their own
     caption);
 
-  each the percentage of cases where it holds. A comparison ``a > b`` holds only when
+  each the percentage of cases where it holds (rounded to 0.01, as the recalls). A comparison ``a > b`` holds only when
   ``a - b > tie_tol`` (default 1e-6): ties count as wrong, and so does a difference at the level
   of float rounding between two equal computations. A one-sided score can be won by a language
   prior ("man riding horse" is a likelier sentence than "horse riding man"), the group score
@@ -119,22 +119,26 @@ class PairData:
                          img_of_caption=torch.arange(len(idx)))
 
 
-def train_matcher(cfg: ExperimentConfig, data: PairData, *, img_dim: int, vocab: Any, edges: Any,
+def train_matcher(cfg: ExperimentConfig, data: Any, *, img_dim: int, vocab: Any, edges: Any = None,
                   device: str = "cpu", show_progress: bool = True) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """Build the matcher of ``cfg.model`` and train it on ``data`` with Adam and ``cfg.train``
     (``epochs``, ``batch_size``, ``lr``, ``grad_clip``, ``loss``, ``seed``, ``max_steps_per_epoch``,
     ``max_minutes``).
 
     Args:
+        data: :class:`PairData` or a :class:`~graphmatch.data.dataset.MatchingData` (anything with
+            ``n_captions`` and ``pair_batch``).
         edges: the visual-edge declaration of the graphs (a recipe's ``visual_edges.name``, e.g.
             :class:`graphmatch.data.annotated.AnnotatedRelationEdges`): checked against the
-            matcher's ``graph_needs``, and its ``edge_dim`` sizes the image GNN stack.
+            matcher's ``graph_needs``, and its ``edge_dim`` sizes the image GNN stack. None: the
+            config's own recipe ``cfg.data.graph``.
 
     Returns:
         ``(model in eval mode, {"steps", "seconds", "final_loss"})``.
     """
     torch.manual_seed(cfg.train.seed)
-    recipe = SimpleNamespace(visual_edges=SimpleNamespace(name=edges), text_graph=cfg.data.graph.text_graph)
+    recipe = (cfg.data.graph if edges is None else
+              SimpleNamespace(visual_edges=SimpleNamespace(name=edges), text_graph=cfg.data.graph.text_graph))
     model = build_matcher(cfg.model, img_dim=img_dim, vocab=vocab, recipe=recipe).to(device)
     t = cfg.train
     sampler = CaptionBatchSampler(data.n_captions, t.batch_size, seed=t.seed, max_steps_per_epoch=t.max_steps_per_epoch)
@@ -167,17 +171,17 @@ def encode_all(encode: Callable[[Batch], NodeEmb], graphs: Sequence[Any], *, bat
 
 def retrieval_report(model: Any, images: Sequence[Any], captions: Sequence[Any], *, batch_size: int = 256,
                      follow_batch: Optional[List[str]] = None, device: str = "cpu",
-                     show_progress: bool = False) -> Dict[str, float]:
-    """Graph -> caption (``g2c``) and caption -> graph (``c2g``) R@1/5/10 and ``rsum`` of graph
-    ``i`` <-> caption ``i`` over all pairs (percent)."""
+                     img_of_caption: Optional[torch.Tensor] = None, show_progress: bool = False) -> Dict[str, float]:
+    """Graph -> caption (``g2c``) and caption -> graph (``c2g``) R@1/5/10 and ``rsum`` (percent)
+    over all pairs; caption ``c`` describes graph ``img_of_caption[c]`` (default: graph ``c``)."""
     img = NodeEmb.cat(encode_all(model.encode_images, images, batch_size=batch_size, device=device))
     cap = NodeEmb.cat(encode_all(model.encode_captions, captions, batch_size=batch_size,
                                  follow_batch=follow_batch, device=device))
     sims = chunked_similarity(model.score, img, cap, device=device, progress=show_progress, desc="retrieval")
-    m = retrieval_metrics(sims, torch.arange(len(captions)))
-    out = {f"g2c_r{k}": m[f"i2t_r{k}"] for k in RECALL_KS}
-    out.update({f"c2g_r{k}": m[f"t2i_r{k}"] for k in RECALL_KS})
-    out["rsum"] = m["rsum"]
+    m = retrieval_metrics(sims, torch.arange(len(captions)) if img_of_caption is None else img_of_caption)
+    out = {f"g2c_r{k}": round(m[f"i2t_r{k}"], 2) for k in RECALL_KS}
+    out.update({f"c2g_r{k}": round(m[f"t2i_r{k}"], 2) for k in RECALL_KS})
+    out["rsum"] = round(m["rsum"], 2)
     return out
 
 
@@ -221,7 +225,7 @@ def winoground(scores: torch.Tensor, *, tie_tol: float = DEFAULT_TIE_TOL) -> Dic
     n = int(s.size(0))
 
     def pct(x: torch.Tensor) -> float:
-        return float(100.0 * x.double().mean()) if n else 0.0
+        return round(float(100.0 * x.double().mean()), 2) if n else 0.0
 
     return {"n": n, "text": pct(text), "graph": pct(graph), "group": pct(group)}
 

@@ -65,7 +65,7 @@ def test_end_to_end_report_has_the_exact_keys(tmp_path):
         assert all(0.0 <= s[k] <= 100.0 for k in ("text", "graph", "group"))
     assert rep["swaps"]["relation"]["n"] > 50 and rep["swaps"]["object"]["n"] > 50
     r = rep["retrieval"]
-    assert r["rsum"] == pytest.approx(sum(r[k] for k in RETRIEVAL_KEYS - {"rsum"}))
+    assert r["rsum"] == pytest.approx(sum(r[k] for k in RETRIEVAL_KEYS - {"rsum"}), abs=0.05)
     # a bag of nodes cannot tell G from G' on relation swaps: graph and group are 0 by construction
     assert rep["swaps"]["relation"]["graph"] == 0.0 and rep["swaps"]["relation"]["group"] == 0.0
 
