@@ -249,7 +249,9 @@ _RELATION_FIELDS = ("subject", "predicate", "object", "span")
 class SceneGraph:
     """The scene graph of one caption.
 
-    Indices in attributes and relations refer to positions in ``objects``. Spans are ``[start, end)``
+    Indices in attributes and relations refer to positions in ``objects``, one object per entity
+    mentioned (two objects may share a name: ``"an old person kisses a young person"``;
+    :func:`merge_instances` gives the one-object-per-name view). Spans are ``[start, end)``
     offsets into ``tokens``. ``note`` explains an empty graph (e.g. ``"empty caption"``).
     Optional token-level analyses (same length as ``tokens``) let graph builders work without the
     parser: ``lemmas``; ``heads`` (index of each token's syntactic head, the token itself for a
@@ -438,7 +440,9 @@ class SceneGraph:
         ``relations`` ``[subject, predicate, object]``, each sorted and without duplicates.
 
         Not a serialisation: tokens, spans, offsets, quantities, duplicates and node order are
-        lost. Use :meth:`to_record` / :meth:`from_record` to store a graph."""
+        lost. Use :meth:`to_record` / :meth:`from_record` to store a graph. A parser's graph keeps
+        one object per mention; FACTUAL-style scoring compares ``merge_instances(g).to_dict()``
+        (:func:`merge_instances`), which also drops relations between two instances of a name."""
         names = [o.lemma or o.name for o in self.objects]
         return {
             "objects": sorted(set(names)),

@@ -31,7 +31,8 @@ _EXPORTS = {
     "ParseCache": "cache", "parse_with_cache": "cache",
     "parse_file": "job", "parse_precomp": "job", "load_scene_graphs": "job",
     "Normalizer": "evaluation", "graph_tuples": "evaluation", "score_records": "evaluation",
-    "sng_to_record": "evaluation", "evaluate_parser": "benchmark",
+    "sng_to_record": "evaluation", "evaluate_parser": "benchmark", "canonical_graph": "benchmark",
+    "structure_pairs": "benchmark",
 }
 #: Modules whose names come with the spaCy pipeline component (a parser user gets the factory too).
 _WITH_COMPONENT = {"parser", "rules"}

@@ -2,7 +2,9 @@
 
 A record is a dict with ``objects`` (names), ``attributes`` (``[object, value]``) and ``relations``
 (``[subject, predicate, object]``) — the form of the FACTUAL JSONL files and of
-:meth:`graphmatch.structures.SceneGraph.to_dict`. Both sides are normalised the same way
+:meth:`graphmatch.structures.SceneGraph.to_dict`. The parser's graphs keep one object per
+mention; they are scored in FACTUAL's one-object-per-name view,
+``merge_instances(graph).to_dict()`` (:func:`graphmatch.structures.merge_instances`). Both sides are normalised the same way
 (:class:`Normalizer`: lower-case and lemmatise every word of each phrase), turned into tuple sets
 (:func:`graph_tuples`; duplicates within a caption count once) and matched exactly; precision,
 recall and F1 are micro-averaged over the corpus (:func:`score_records`).

@@ -11,7 +11,7 @@
 A parse file (JSON lines, UTF-8) starts with a header line, then holds one record per caption line,
 in caption-line order::
 
-    {"format": "graphmatch.parses", "version": 1, "captions": "train_caps.txt",
+    {"format": "graphmatch.parses", "version": 2, "captions": "train_caps.txt",
      "captions_sha256": "<sha256 of the caption file's bytes>", "n": <caption lines>,
      "parser": "<parser name>/<parser version>"}
     {"text": "<caption line 1>", "tokens": [...], "offsets": [...], "objects": [...], ...}

@@ -12,8 +12,39 @@ Constructions and conventions (the target is the FACTUAL annotation of Visual Ge
   ``"train track"``, head ``"track"``). Compound modifiers that FACTUAL records as attributes
   (materials and sorts: ``"brick wall"`` → ``wall`` + attribute ``brick``) are listed in
   ``lexicon.COMPOUND_ATTRIBUTES``. Nouns FACTUAL practically never keeps as objects
-  (``"background"``, ``"picture"`` …, ``lexicon.NON_OBJECTS``) are dropped. Objects with the same
-  lemmatised name are merged (FACTUAL objects are unique by name).
+  (``"background"``, ``"picture"`` …, ``lexicon.NON_OBJECTS``) are dropped.
+* **Instances** — the graph keeps one object per mention (noun phrase): ``"an old person kisses
+  a young person"`` has two ``person`` objects, each with its own attribute, and a ``kiss``
+  relation between them. Mentions are joined only where the text says they are one entity:
+
+  - *pronouns* (``he`` / ``him`` / ``his``, ``she`` / ``her``, ``it`` / ``its``, ``they`` /
+    ``them`` / ``their``) refer to the nearest previous compatible mention, tried in tiers:
+    ``he`` a male person noun (``lexicon.MALE_NOUNS``), then any person not female
+    (``lexicon.PERSON_NOUNS``), then an animal (``lexicon.ANIMAL_NOUNS``); ``she`` the same with
+    female; ``it`` a singular non-person; ``they`` a plural person, animal or thing, else the
+    nearest coordinated series (``"a man and a woman with their dog"``: both), else a singular
+    person (singular *they*). Within the first tier that has a candidate, the subject of the
+    pronoun's clause wins over the nearest one (``"an elephant eating hay with its trunk"``:
+    the elephant). A pronoun never refers to the other argument of its own relation (``"a
+    plate with a sandwich on it"``: the plate) or to the noun it possesses; with no earlier
+    candidate, the nearest later one (``"his umbrella next to a man"``). ``"X with Y on it"``
+    gives ``(Y, on, X)`` also where the parser attaches ``on it`` to ``X``. Reflexives,
+    demonstratives and relative pronouns keep the clause rules below.
+  - *definite or bare repeats* (``"a man ... the man"``): a mention without an indefinite
+    determiner (``a``, ``an``, ``some``, ``one`` ...) and without a word that marks a new
+    entity (``another``, ``other``, ``second`` ...; ``lexicon.NEW_ENTITY_WORDS``) is the most
+    recent earlier entity of the same name and number whose modifiers include all of its own
+    (adjectives, numbers, prepositional phrases, clauses, possessors): ``"the girl in white ...
+    the girl in blue"`` are two girls, ``"the girl in white ... the girl"`` one. Two mentions
+    related to each other are never joined (``"the dog chases the dog"``: two dogs).
+  - everything else is a new entity (``"a man ... a man"``, ``"another man"``).
+
+  FACTUAL annotates one object per name; :func:`graphmatch.structures.merge_instances` gives
+  that view (what ``graphmatch eval-parser`` scores).
+* **Distinguishing phrases** — ``"on / to / at the left / right"`` without ``of`` is the
+  attribute ``"on the left"`` (FACTUAL's value); ``"in <colour>"`` (``"the girl in white"``)
+  is the attribute ``white`` of the noun (after a verb's object: of that object, where the
+  parser attaches the phrase to the verb).
 * **Quantities** — ``nummod`` numbers (``"two dogs"``) go to :attr:`SGObject.quantity`, never to
   attributes. Quantifier nouns before ``of`` (``"group of people"``, ``"piece of cake"``) are not
   objects: the ``of`` complement takes their place in the sentence, and FACTUAL's quantifier-like
@@ -22,7 +53,8 @@ Constructions and conventions (the target is the FACTUAL annotation of Visual Ge
 * **Attributes** — ``amod`` adjectives and participles (``"parked"``, ``"wooden"``, ``"striped"``)
   with their ``conj`` siblings (``"blue and white"``), copular complements (``"the shirt is
   red"``), and intransitive participles that describe their subject without an object (``"a boy
-  skating"``, ``"two bicycles parked"``) — values are the lower-cased surface words, as FACTUAL
+  skating"``, ``"two bicycles parked"``; a present-tense verb without complements, ``"... and it
+  sleeps"``, gives its lemma ``sleep``) — values are the lower-cased surface words, as FACTUAL
   writes them. Participles with their own complements are relations, not attributes.
 * **Relations** — ``(subject, predicate, object)``:
 
@@ -49,9 +81,12 @@ Constructions and conventions (the target is the FACTUAL annotation of Visual Ge
     for a few container / support nouns FACTUAL uses a spatial predicate instead (``"plate of
     food"`` → ``(food, on, plate)``, ``lexicon.OF_RELATIONS``);
   - ``"there is / are X ..."``: ``X`` is the subject of what follows;
-  - pronouns (``it``, ``they``, ``his`` …) are never objects: a possessive or subject pronoun is
-    resolved to the subject of its clause, or else to the first object of the caption; other
-    pronouns are dropped together with their relation.
+  - pronouns (``it``, ``they``, ``his`` …) are never objects: personal pronouns are resolved
+    as described under *Instances*; a reflexive or demonstrative possessive / subject pronoun
+    to the subject of its clause, or else to the first object of the caption; a pronoun left
+    unresolved is dropped together with its relation;
+  - ``"taking a picture of X"`` (picture nouns, which are not objects) → ``(taker, take
+    picture of, X)``.
 
   - compounds that name an owner become a ``have`` relation (``"tree branch"`` →
     ``(tree, have, branch)``, ``lexicon.COMPOUND_OWNERS``).
@@ -88,7 +123,7 @@ __all__ = ["doc_to_scene_graph", "RULES_VERSION"]
 #: Hand-set rules version, shown in the parser's ``version``. The version also holds a hash of the
 #: rules, lexicon and text-cleaning sources (``parsers.parser.SOURCE_HASH``), so any edit to them
 #: changes the cache key without a bump here.
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 
 _NOUN_POS = {"NOUN", "PROPN"}
 _VERB_POS = {"VERB", "AUX"}

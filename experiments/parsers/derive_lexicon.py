@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from graphmatch.structures import merge_instances  # noqa: E402
 from graphmatch.utils.jsonl import read_jsonl  # noqa: E402
 from parsers import Normalizer, SceneGraphParser, graph_tuples  # noqa: E402
 
@@ -63,7 +64,8 @@ class Counts:
 
     def add(self, graph: Any, gold: Dict[str, Any], norm: Any) -> None:
         """Count one caption: ``graph`` is the rules' SceneGraph, ``gold`` the FACTUAL record."""
-        pred, true = graph_tuples(graph.to_dict(), norm), graph_tuples(gold, norm)
+        # FACTUAL's one-object-per-name view of the rules' instance graph, as eval-parser scores it
+        pred, true = graph_tuples(merge_instances(graph).to_dict(), norm), graph_tuples(gold, norm)
         self._relations(pred["relations"], true["relations"])
         self._objects({o[0] for o in pred["objects"]}, {o[0] for o in true["objects"]})
         self._compounds(graph, true, norm)

@@ -4,7 +4,7 @@ Text graphs that need a parse (``dependency``, ``scene``) read ``{root}/{split}_
 (the ``data.graph.parses`` template), written by ``graphmatch parse --precomp ROOT --split SPLIT``.
 The core reads it as data, so it never imports spaCy. Layout (JSON lines, UTF-8)::
 
-    {"format": "graphmatch.parses", "version": 1, "captions": "train_caps.txt",
+    {"format": "graphmatch.parses", "version": 2, "captions": "train_caps.txt",
      "captions_sha256": "<sha256 of the caption file's bytes>", "n": 145000, "parser": "<name+version>"}
     <one SceneGraph record (SceneGraph.to_record) per caption line, in order>
 
@@ -12,9 +12,10 @@ Reading checks, each failure a :class:`~graphmatch.data.precomp.DataError` namin
 the line) and, where the fix is to parse again, the command that writes the file:
 
 * the file exists (``code="parses_missing"``);
-* the header: format, version, the caption file's name, its SHA-256 — a caption file changed
-  after parsing makes the sidecar *stale* (``code="parses_stale"``) — and ``n``, the number of
-  caption lines;
+* the header: format, version — a sidecar of an older version (version 1 merged objects by
+  name) is *stale* (``code="parses_stale"``) —, the caption file's name, its SHA-256 — a caption
+  file changed after parsing makes the sidecar *stale* too — and ``n``, the number of caption
+  lines;
 * exactly ``n`` records follow, each a valid record (:meth:`SceneGraph.from_record`) whose text
   tokenises to the words of its caption line.
 
@@ -38,7 +39,10 @@ from graphmatch.utils.jsonl import JSONLError, loads_line, read_jsonl
 PathLike = Union[str, os.PathLike]
 
 PARSES_FORMAT = "graphmatch.parses"
-PARSES_VERSION = 1
+#: 2: records keep one object per mention (entity instances; FACTUAL's one-object-per-name view is
+#: ``graphmatch.structures.merge_instances``). A version-1 sidecar (objects merged by name) is
+#: stale: its graphs would be read without the structure the parser now keeps.
+PARSES_VERSION = 2
 #: The default ``data.graph.parses`` template.
 DEFAULT_PARSES = "{root}/{split}_graphs.jsonl"
 
@@ -116,8 +120,12 @@ def _read_header(header: Dict[str, Any], path: Path, captions_path: Path, n_capt
     if header.get("format") != PARSES_FORMAT:
         raise _error(f"{path}:1: not a parse file: the header's 'format' is {header.get('format')!r}, expected "
                      f"{PARSES_FORMAT!r}{again}", path, "parses_header", "line 1")
-    if header.get("version") != PARSES_VERSION:
-        raise _error(f"{path}:1: parse file version {header.get('version')!r}; this graphmatch reads version "
+    version = header.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version < PARSES_VERSION:
+        raise _error(f"{path} is stale: parse file version {version} (objects merged by name); this graphmatch "
+                     f"reads version {PARSES_VERSION} (one object per mention){again}", path, "parses_stale", "line 1")
+    if version != PARSES_VERSION:
+        raise _error(f"{path}:1: parse file version {version!r}; this graphmatch reads version "
                      f"{PARSES_VERSION}{again}", path, "parses_header", "line 1")
     if header.get("captions") != captions_path.name:
         raise _error(f"{path}:1: holds the parses of {header.get('captions')!r}, not of {captions_path.name}"

@@ -136,7 +136,7 @@ def test_parse_writes_a_header_and_one_record_per_line(tmp_path, use_parser, cap
     caps = write_captions(tmp_path / "caps.txt", CAPTIONS)
     out = tmp_path / "out" / "graphs.jsonl"
     assert run_parse([str(caps), "--out", str(out), "--chunk-size", "3"]) == 0
-    assert read_parse_header(out) == {"format": "graphmatch.parses", "version": 1, "captions": "caps.txt",
+    assert read_parse_header(out) == {"format": "graphmatch.parses", "version": 2, "captions": "caps.txt",
                                       "captions_sha256": file_sha256(caps), "n": len(CAPTIONS), "parser": "fake-1"}
     assert list(json.loads(out.read_bytes().splitlines()[0])) == ["format", "version", "captions", "captions_sha256",
                                                                  "n", "parser"]

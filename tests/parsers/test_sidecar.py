@@ -89,7 +89,7 @@ def test_every_split_gets_a_sidecar_the_core_reads(root):
         caps, side = root / f"{split}_caps.txt", root / f"{split}_graphs.jsonl"
         assert results[split]["output"] == str(side) and results[split]["lines"] == len(lines)
         header = json.loads(side.read_bytes().splitlines()[0])
-        assert header == {"format": "graphmatch.parses", "version": 1, "captions": f"{split}_caps.txt",
+        assert header == {"format": "graphmatch.parses", "version": 2, "captions": f"{split}_caps.txt",
                           "captions_sha256": file_sha256(caps), "n": len(lines), "parser": "words/1"}
         assert [r["text"] for r in job.read_parse_records(side)] == lines  # caption-line order, one per line
         # the core reads it: header checked against the caption file, records carried onto its tokens

@@ -273,12 +273,12 @@ def test_large_arrays_are_scanned_in_chunks(tmp_path, monkeypatch):
 def test_a_stale_parse_sidecar_is_a_warning_naming_it(tmp_path):
     import json
 
-    from graphmatch.data.parses import PARSES_FORMAT
+    from graphmatch.data.parses import PARSES_FORMAT, PARSES_VERSION
     from graphmatch.utils.atomic import file_sha256
 
     _make(tmp_path)
     caps = tmp_path / "train_caps.txt"
-    header = {"format": PARSES_FORMAT, "version": 1, "captions": caps.name, "captions_sha256": file_sha256(caps),
+    header = {"format": PARSES_FORMAT, "version": PARSES_VERSION, "captions": caps.name, "captions_sha256": file_sha256(caps),
               "n": N * K, "parser": "toy/1"}
     (tmp_path / "train_graphs.jsonl").write_text(json.dumps(header) + "\n")
     report = check_data(tmp_path, ["train"], full=False, manifest=False)

@@ -11,7 +11,7 @@ import torch
 from graphmatch.config import load_config
 from graphmatch.data import DATASETS, build_dataset
 from graphmatch.data.dataset import MatchingData
-from graphmatch.data.parses import PARSES_FORMAT, load_parses
+from graphmatch.data.parses import PARSES_FORMAT, PARSES_VERSION, load_parses
 from graphmatch.data.precomp import DataError, load_precomp
 from graphmatch.data.synthetic import CATEGORIES
 from graphmatch.data.vocab import Vocabulary, tokenize
@@ -63,7 +63,7 @@ def toy_parse(caption: str) -> SceneGraph:
 def write_sidecar(root, split, *, records=None, header=None):
     caps = root / f"{split}_caps.txt"
     lines = caps.read_text(encoding="utf-8").splitlines()
-    head = {"format": PARSES_FORMAT, "version": 1, "captions": caps.name, "captions_sha256": file_sha256(caps),
+    head = {"format": PARSES_FORMAT, "version": PARSES_VERSION, "captions": caps.name, "captions_sha256": file_sha256(caps),
             "n": len(lines), "parser": "toy/1"}
     head.update(header or {})
     recs = records if records is not None else [toy_parse(c).to_record() for c in lines]
