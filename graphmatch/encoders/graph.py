@@ -251,7 +251,7 @@ class GraphEncoder(nn.Module):
         if self.normalize:
             h = l2norm(h, dim=-1)
         out = x.new_zeros(x.shape[:2] + (h.size(-1),)).index_put((mask,), h)
-        return NodeEmb(out, mask)
+        return NodeEmb(out, mask, node_type=emb.node_type)
 
     def extra_repr(self) -> str:
         return f"normalize={self.normalize}"

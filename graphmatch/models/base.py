@@ -74,11 +74,11 @@ def attach_dense_graph(emb: NodeEmb, graphs: Batch) -> NodeEmb:
     batch = getattr(graphs, "batch", None)
     if ei is None:
         adj = emb.x.new_zeros(b, n, n)
-        return NodeEmb(emb.x, emb.mask, adj, None, emb.pooled)
+        return NodeEmb(emb.x, emb.mask, adj, None, emb.pooled, emb.node_type)
     flip = ei.flip(0)  # to_dense_adj puts edge (src, dst) at [src, dst]; NodeEmb.adj is [dst, src]
     adj = to_dense_adj(flip, batch, max_num_nodes=n, batch_size=b).to(emb.x.dtype)
     edge_attr = None
     ea = getattr(graphs, "edge_attr", None)
     if ea is not None and ea.numel():
         edge_attr = to_dense_adj(flip, batch, edge_attr=ea.to(emb.x.dtype), max_num_nodes=n, batch_size=b)
-    return NodeEmb(emb.x, emb.mask, adj, edge_attr, emb.pooled)
+    return NodeEmb(emb.x, emb.mask, adj, edge_attr, emb.pooled, emb.node_type)
