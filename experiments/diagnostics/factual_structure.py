@@ -157,9 +157,15 @@ def run(train_path: Path, eval_path: Path, matcher: str, *, overrides: Sequence[
 
     data = st.PairData(build_graphs(train, embedder, predicates), text.graphs([c for c, _ in train]),
                        follow_batch=text.follow_batch)
-    model, info = st.train_matcher(cfg, data, img_dim=2 * embedder.dim, vocab=vocab,
-                                   edges=AnnotatedRelationEdges(embedder.dim), device=device,
-                                   show_progress=show_progress)
+    try:
+        model, info = st.train_matcher(cfg, data, img_dim=2 * embedder.dim, vocab=vocab,
+                                       edges=AnnotatedRelationEdges(embedder.dim), device=device,
+                                       show_progress=show_progress)
+    except ValueError as e:
+        if "needs visual graphs with edges" not in str(e):
+            raise
+        raise ValueError(f"{e}. The annotated graphs have no boxes: their only edges are the annotated relations "
+                         "('relations', with predicate features), so this matcher cannot run on them") from None
     log.info("trained %s: %d steps in %.1f s, last loss %.4f", matcher, info["steps"], info["seconds"],
              info["final_loss"])
 
