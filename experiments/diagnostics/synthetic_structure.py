@@ -210,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report = run(args.root, name, **common)
         except (ValueError, KeyError, NotImplementedError) as e:
             log.error("%s: %s", name, e)
-            rows.append((name, f"not run: {e}".replace("|", "/")))
+            rows.append((name, f"not run: {str(e)[:160]}".replace("|", "/").replace("\n", " ")))
             continue
         atomic_write_json(args.out_dir / f"{name}.json", report)
         rows.append((name, report))
