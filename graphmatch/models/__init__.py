@@ -13,6 +13,7 @@ from graphmatch.models.base import Matcher, attach_dense_graph
 from graphmatch.models.registry import MATCHERS
 from graphmatch.models.scan import SCAN, SCANConfig  # registers "scan"
 from graphmatch.models.sgm import SGM, SGMConfig  # registers "sgm"
+from graphmatch.models.gsmn import GSMN, GSMNConfig  # registers "gsmn"
 
 
 def build_matcher(cfg: Any, *, img_dim: int, vocab: Any, recipe: Any = None, pretrained: bool = True) -> Matcher:
@@ -67,5 +68,5 @@ def _visual_edge_dim(recipe: Any) -> Optional[int]:
     return edge_dim_of(recipe.visual_edges.name)
 
 
-__all__ = ["MATCHERS", "Matcher", "SCAN", "SCANConfig", "SGM", "SGMConfig", "accepted_kwargs", "attach_dense_graph",
-           "build_matcher"]
+__all__ = ["MATCHERS", "Matcher", "GSMN", "GSMNConfig", "SCAN", "SCANConfig", "SGM", "SGMConfig", "accepted_kwargs",
+           "attach_dense_graph", "build_matcher"]

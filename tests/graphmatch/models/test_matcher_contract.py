@@ -55,11 +55,15 @@ def _vocab() -> Vocabulary:
     return Vocabulary.build(CAPTIONS)
 
 
+#: matcher options the contract's small sizes need (EMBED-d nodes)
+OPTIONS = {"gsmn": ("model.matcher.num_block=4",)}
+
+
 def _config(name: str):
     visual, text = _graph_kinds(name)
-    cfg = load_config(None, [f"data.graph.visual_edges={visual}", f"data.graph.text_graph={text}"])
+    cfg = load_config(None, [f"data.graph.visual_edges={visual}", f"data.graph.text_graph={text}",
+                             f"model.matcher.name={name}", *OPTIONS.get(name, ())])
     cfg.model.embed_dim = EMBED
-    cfg.model.matcher.name = name
     cfg.model.text.word_dim = 4
     return cfg
 
