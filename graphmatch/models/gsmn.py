@@ -81,10 +81,9 @@ Deviations from the released code (besides ``messages``):
   (``num_block``), which the released code requires to be equal.
 * one batched computation over padded tensors instead of a Python loop per caption over exactly
   sliced ones (scores agree to float rounding; :func:`graphmatch.testing.reference.gsmn_caption_loop`
-  is the loop), with the squared norms of the attended vectors computed from Gram matrices
-  (``||sum_w alpha_w u_w^(b)||^2 = alpha^T G^(b) alpha``), which never materialises an attended
-  vector per pair; a captions with one word or an image with one region works (the released
-  ``.squeeze()`` drops those axes).
+  is the loop): the attended vectors of all pairs come from one batched product per caption (region
+  side) and per image (word side), the images cut into chunks that bound the memory; a caption with
+  one word or an image with one region works (the released ``.squeeze()`` drops those axes).
 
 Released parameter names (``i2t_match_G`` / ``t2i_match_G`` of a released checkpoint, the third and
 fourth entry of its ``model`` list) map onto this module as :func:`released_graph_state` does:
@@ -123,13 +122,14 @@ from graphmatch.options import option
 from graphmatch.structures import NodeEmb
 
 __all__ = ["GSMN", "GSMNConfig", "WeightNormLinear", "GSMNVisualStructure", "GSMNTextualStructure",
-           "gsmn_matching_vectors", "released_graph_state", "NEIGHBOURHOODS", "TEXT_GRAPH_MODES", "VISUAL_WEIGHTS"]
+           "gsmn_matching_vectors", "released_graph_state", "to_released_graph_state", "NEIGHBOURHOODS",
+           "TEXT_GRAPH_MODES", "VISUAL_WEIGHTS"]
 
 NEIGHBOURHOODS = ("messages", "released")
 TEXT_GRAPH_MODES = ("sparse", "dense")
 VISUAL_WEIGHTS = ("auto", "polar", "uniform")
-#: Largest ``num_block x images x regions x captions x words`` block scored at once (the image axis is
-#: cut into chunks to stay under it; 2**26 float32 values are 256 MiB).
+#: Largest ``images x captions x (regions + words) x embed_dim`` block of attended vectors computed at
+#: once (the image axis is cut into chunks to stay under it; 2**26 float32 values are 256 MiB).
 MAX_BLOCK_ELEMENTS = 1 << 26
 _EPS = 1e-8
 
@@ -344,38 +344,29 @@ def gsmn_matching_vectors(v: Tensor, v_mask: Tensor, u: Tensor, u_mask: Tensor, 
     s = d // num_block
     v = v.masked_fill(~v_mask.unsqueeze(-1), 0.0)
     u = u.masked_fill(~u_mask.unsqueeze(-1), 0.0)
-    vb = v.view(i, n, num_block, s)
-    ub = u.view(c, l, num_block, s)
-    # block dot products [B, I, N, C, L]: one batched product over the blocks
-    g = torch.matmul(vb.permute(2, 0, 1, 3).reshape(num_block, i * n, s),
-                     ub.permute(2, 3, 0, 1).reshape(num_block, s, c * l)).view(num_block, i, n, c, l)
     pair = v_mask[:, :, None, None] & u_mask[None, None]  # [I, N, C, L]
-    x = F.leaky_relu(g.sum(0), LEAKY_SLOPE).masked_fill(~pair, 0.0)
+    dots = torch.matmul(v.reshape(i * n, d), u.reshape(c * l, d).t()).view(i, n, c, l)
+    x = F.leaky_relu(dots, LEAKY_SLOPE).masked_fill(~pair, 0.0)
     low = torch.finfo(x.dtype).min
     # regions attend to words (l2 norm over the regions), words attend to regions (l2 norm over the words)
     alpha = torch.softmax((lambda_softmax * l2norm(x, dim=1, eps=eps)).masked_fill(~pair, low), dim=3)
     alpha = alpha.masked_fill(~pair, 0.0)
     beta = torch.softmax((lambda_softmax * l2norm(x, dim=3, eps=eps)).masked_fill(~pair, low), dim=1)
     beta = beta.masked_fill(~pair, 0.0)
-
-    # regions: <v_r^(b), a_r^(b)> and ||a_r^(b)||^2 = alpha^T (U^(b) U^(b)T) alpha
-    dot_v = torch.einsum("incw,kincw->icnk", alpha, g)
-    gu = torch.matmul(ub.permute(2, 0, 1, 3), ub.permute(2, 0, 3, 1))  # [B, C, L, L]
-    ac = alpha.permute(2, 0, 1, 3).reshape(c, i * n, l)
-    sq_v = (torch.matmul(ac.unsqueeze(0), gu) * ac).sum(-1).view(num_block, c, i, n).permute(2, 1, 3, 0)
-    m_v = dot_v / (vb.norm(dim=-1)[:, None] * _safe_sqrt(sq_v)).clamp(min=eps)
-    # words: <u_w^(b), a_w^(b)> and ||a_w^(b)||^2 = beta^T (V^(b) V^(b)T) beta
-    dot_u = torch.einsum("incw,kincw->icwk", beta, g)
-    gv = torch.matmul(vb.permute(2, 0, 1, 3), vb.permute(2, 0, 3, 1))  # [B, I, N, N]
-    bi = beta.permute(0, 2, 3, 1).reshape(i, c * l, n)
-    sq_u = (torch.matmul(bi.unsqueeze(0), gv) * bi).sum(-1).view(num_block, i, c, l).permute(1, 2, 3, 0)
-    m_u = dot_u / (ub.norm(dim=-1)[None] * _safe_sqrt(sq_u)).clamp(min=eps)
+    vb = v.view(i, n, num_block, s)
+    ub = u.view(c, l, num_block, s)
+    # attended words of every region, per caption: [C, I * N, D] -> block-wise cosine with the region
+    a_v = torch.bmm(alpha.permute(2, 0, 1, 3).reshape(c, i * n, l), u).view(c, i, n, num_block, s)
+    m_v = _block_cosine(vb.unsqueeze(0), a_v, eps).permute(1, 0, 2, 3)
+    # attended regions of every word, per image: [I, C * L, D] -> block-wise cosine with the word
+    a_u = torch.bmm(beta.permute(0, 2, 3, 1).reshape(i, c * l, n), v).view(i, c, l, num_block, s)
+    m_u = _block_cosine(ub.unsqueeze(0), a_u, eps)
     return m_v, m_u
 
 
-def _safe_sqrt(x: Tensor) -> Tensor:
-    """``sqrt(max(x, 1e-30))``: finite gradient at 0 (the value only matters above the cosine's eps)."""
-    return x.clamp(min=1e-30).sqrt()
+def _block_cosine(q: Tensor, a: Tensor, eps: float) -> Tensor:
+    """``<q, a> / max(||q|| ||a||, eps)`` over the last axis (the released ``cosine_similarity``)."""
+    return (q * a).sum(-1) / (torch.linalg.vector_norm(q, dim=-1) * torch.linalg.vector_norm(a, dim=-1)).clamp(min=eps)
 
 
 @MATCHERS.register("gsmn", config=GSMNConfig)
@@ -453,7 +444,7 @@ class GSMN(Matcher):
                                                                   lambda_softmax=self.lambda_softmax)
         n_img, n, _ = img.x.shape
         n_cap, l, _ = cap.x.shape
-        per_image = max(1, self.num_block * n * n_cap * l)
+        per_image = max(1, n_cap * (n + l) * self.embed_dim)
         step = max(1, MAX_BLOCK_ELEMENTS // per_image)
         rows = []
         for start in range(0, n_img, step):  # image chunks bound the memory; all captions at once
@@ -505,3 +496,26 @@ def released_graph_state(i2t_state: Mapping[str, Tensor], t2i_state: Mapping[str
             for p in ("weight_g", "weight_v", "bias"):
                 out[f"{side}.{layer}.{p}"] = take(state, f"{layer}.{p}", name)
     return out
+
+
+def to_released_graph_state(matcher: GSMN) -> tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+    """The inverse of :func:`released_graph_state`: ``(i2t_state, t2i_state)`` in the released
+    layout, with ``graph_convolution_3.params`` set to ones (any non-zero values give the same
+    function). The per-caption reference loops take parameters in this layout."""
+    v, t = matcher.visual, matcher.textual
+    k = v.n_kernels
+    i2t: Dict[str, Tensor] = {}
+    t2i: Dict[str, Tensor] = {"graph_convolution_3.params": v.mean_rho.detach().new_ones(k, 1)}
+    for ours, theirs in (("mean_rho", "mean_rho"), ("mean_theta", "mean_theta"), ("sigma_rho", "precision_rho"),
+                         ("sigma_theta", "precision_theta")):
+        i2t[f"graph_convolution_1.{theirs}"] = getattr(v, ours).detach().reshape(k, 1).clone()
+    for i, w in enumerate(v.lin.weight.detach().chunk(k, 0)):
+        i2t[f"graph_convolution_1.conv_weights.{i}.weight"] = w.clone()
+    for i, (w, b) in enumerate(zip(t.lin.weight.detach().chunk(k, 0), t.lin.bias.detach().chunk(k, 0))):
+        t2i[f"graph_convolution_3.conv_weights.{i}.weight"] = w.clone()
+        t2i[f"graph_convolution_3.conv_weights.{i}.bias"] = b.clone()
+    for state, mod in ((i2t, v), (t2i, t)):
+        for layer in ("out_1", "out_2"):
+            for p in ("weight_g", "weight_v", "bias"):
+                state[f"{layer}.{p}"] = getattr(getattr(mod, layer), p).detach().clone()
+    return i2t, t2i

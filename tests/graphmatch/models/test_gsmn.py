@@ -18,7 +18,7 @@ from graphmatch.data.vocab import Vocabulary
 from graphmatch.graphs import build_visual_graph, build_word_graph, collate_graphs
 from graphmatch.models import GSMN, build_matcher
 from graphmatch.models.base import attach_dense_graph
-from graphmatch.models.gsmn import released_graph_state
+from graphmatch.models.gsmn import released_graph_state, to_released_graph_state
 from graphmatch.structures import NodeEmb
 from graphmatch.testing.reference import gsmn_caption_loop, gsmn_pair_score
 
@@ -265,6 +265,11 @@ def test_released_graph_state_maps_every_released_parameter():
     assert set(state) == ours
     assert torch.equal(state["visual.lin.weight"][H // K:2 * H // K], i2t["graph_convolution_1.conv_weights.1.weight"])
     assert torch.equal(state["visual.sigma_theta"], i2t["graph_convolution_1.precision_theta"].reshape(-1))
+    # and back: the released layout of a matcher scores as the matcher does
+    m = matcher(released_states(7))
+    back = to_released_graph_state(m)
+    torch.testing.assert_close(released_graph_state(*back), {k: v for k, v in m.state_dict().items()
+                                                            if k.startswith(("visual.", "textual."))})
     del t2i["out_2.bias"]
     with pytest.raises(KeyError, match="out_2.bias"):
         released_graph_state(i2t, t2i)
