@@ -8,6 +8,11 @@ grouped by their number of real regions and each group is cut to its real region
 readable reference for the tests and the baseline of ``experiments/benchmarks/bench_scoring.py``.
 Same arguments, checks and results (up to float rounding) as the batched
 :func:`~graphmatch.nn.functional.scan_t2i` / :func:`~graphmatch.nn.functional.scan_i2t`.
+
+GSMN (:class:`graphmatch.models.GSMN`): :func:`gsmn_pair_score` scores one image and one caption
+node by node from the paper's equations (real message passing); :func:`gsmn_caption_loop` scores
+caption by caption in the structure of the released code, with the released neighbourhood (copies
+of each node's own matching vector) or with messages; both take parameters in the released layout.
 """
 
 from __future__ import annotations
