@@ -4,7 +4,6 @@ text graphs through the normal path."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch
 from graphmatch.config import ExperimentConfig, load_config
 from graphmatch.data.vocab import Vocabulary
 from graphmatch.encoders import build_encoder
-from graphmatch.encoders.graph import GraphEncoder, build_gnn_stack
+from graphmatch.encoders.graph import GraphEncoder
 from graphmatch.encoders.span import SpanPoolEncoder, is_span_batch, word_view
 from graphmatch.encoders.text import BiGRUTextEncoder
 from graphmatch.graphs import build_text_graph, build_word_graph, collate_graphs
@@ -201,15 +200,9 @@ def test_node_emb_carries_node_types_through_slicing_trim_cat_and_to():
 
 
 # ------------------------------------------------------------------------- training through the recipe
-@pytest.fixture(scope="module")
-def parsed(tiny_synthetic, tmp_path_factory):
-    """The tiny synthetic data with parse sidecars of its train and dev splits (real spaCy parses)."""
-    from parsers.job import parse_precomp
-
-    root = tmp_path_factory.mktemp("parsed_scene") / "data"
-    shutil.copytree(tiny_synthetic, root)
-    parse_precomp(root, ["train", "dev"], cache=None, progress=False)
-    return root
+@pytest.fixture()
+def parsed(parsed_synthetic):
+    return parsed_synthetic
 
 
 @pytest.mark.parametrize("pool", ["mean", "attention"])

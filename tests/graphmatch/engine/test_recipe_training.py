@@ -12,15 +12,9 @@ from graphmatch.engine.train import train_experiment
 from graphmatch.engine.trainer import Trainer
 
 
-@pytest.fixture(scope="module")
-def parsed(tiny_synthetic, tmp_path_factory):
-    """The tiny synthetic data with parse sidecars of its train and dev splits (real spaCy parses)."""
-    from parsers.job import parse_precomp
-
-    root = tmp_path_factory.mktemp("parsed") / "data"
-    shutil.copytree(tiny_synthetic, root)
-    parse_precomp(root, ["train", "dev"], cache=None, progress=False)
-    return root
+@pytest.fixture()
+def parsed(parsed_synthetic):
+    return parsed_synthetic
 
 
 def _cfg(root, out, *sets):

@@ -222,13 +222,10 @@ def _cfg_sgm():
 
 # ------------------------------------------------------------------------- training through the recipe
 @pytest.fixture(scope="module")
-def parsed_with_relations(tiny_synthetic, tmp_path_factory):
+def parsed_with_relations(parsed_synthetic, tmp_path_factory):
     """The tiny synthetic data with parse sidecars and the scenes' relations mapped onto regions."""
-    from parsers.job import parse_precomp
-
     root = tmp_path_factory.mktemp("parsed_sgm") / "data"
-    shutil.copytree(tiny_synthetic, root)
-    parse_precomp(root, ["train", "dev"], cache=None, progress=False)
+    shutil.copytree(parsed_synthetic, root)
     for split in ("train", "dev"):
         lines = []
         for line in (root / f"{split}_scene_graphs.jsonl").read_text().splitlines():
