@@ -26,7 +26,8 @@ def build_encoder(section: Any, *, embed_dim: int, img_dim: Optional[int] = None
                   pretrained: bool = True, gnn: Any = None, edge_dim: Optional[int] = None,
                   span_pool: Optional[str] = None) -> nn.Module:
     """The encoder named by ``section`` (a config component section: ``.name`` and ``.kwargs()``),
-    followed by the GNN stack ``gnn`` (a ``model.*_gnn`` section) when given.
+    followed by the GNN stack ``gnn`` (a ``model.*_gnn`` section) when given; the stack's output
+    is l2-normalised when the encoder's is (:func:`normalizes`).
 
     ``span_pool`` (``"mean"`` / ``"attention"``): wrap the (word-level) encoder in a
     :class:`~graphmatch.encoders.span.SpanPoolEncoder`, which pools scene-graph node features from
@@ -49,8 +50,24 @@ def build_encoder(section: Any, *, embed_dim: int, img_dim: Optional[int] = None
     if gnn is not None:
         from graphmatch.encoders.graph import GraphEncoder, build_gnn_stack
 
-        enc = GraphEncoder(enc, build_gnn_stack(gnn, dim=embed_dim, edge_dim=edge_dim))
+        enc = GraphEncoder(enc, build_gnn_stack(gnn, dim=embed_dim, edge_dim=edge_dim), normalize=normalizes(enc))
     return enc
+
+
+def normalizes(encoder: nn.Module) -> bool:
+    """Whether ``encoder`` l2-normalises its node embeddings: its ``normalize`` attribute when it has
+    one (span pooling), else not ``no_imgnorm`` / ``no_txtnorm`` (the region and word encoders);
+    False for an encoder that says neither.
+
+    A GNN stack after such an encoder l2-normalises its own output too, so the matcher sees nodes on
+    the unit sphere with or without the stack (the residual sum of a stack is not normalised, and
+    cosine-based attention with an inverse temperature of 9 saturates on unnormalised nodes)."""
+    if isinstance(getattr(encoder, "normalize", None), bool):
+        return encoder.normalize
+    for flag in ("no_imgnorm", "no_txtnorm"):
+        if isinstance(getattr(encoder, flag, None), bool):
+            return not getattr(encoder, flag)
+    return False
 
 
 __all__ = ["ENCODERS", "PrecompRegionEncoder", "BiGRUTextEncoder", "load_word_vectors", "build_encoder"]

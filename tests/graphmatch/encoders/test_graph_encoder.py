@@ -344,3 +344,24 @@ def test_a_layer_that_needs_edge_features_names_the_fix():
         enc = encoder(name, edge_dim=EDGE_DIM, num_layers=2, hidden_channels=4)
         assert enc.stack.uses_edge_attr == [True, True]
         assert torch.isfinite(enc(batch(graph(3, 1), graph(4, 2))).x).all()
+
+
+def test_a_stack_after_a_normalising_encoder_normalises_its_output():
+    from types import SimpleNamespace
+
+    from graphmatch.encoders import build_encoder, normalizes
+    from graphmatch.graphs import build_visual_graph, collate_graphs
+
+    def section(**kw):
+        return SimpleNamespace(name="precomp_fc", kwargs=lambda: dict(kw))
+
+    gnn = {"name": "gcn", "num_layers": 2}
+    torch.manual_seed(0)
+    enc = build_encoder(section(), embed_dim=8, img_dim=5, gnn=gnn)
+    raw = build_encoder(section(no_imgnorm=True), embed_dim=8, img_dim=5, gnn=gnn)
+    assert enc.normalize and not raw.normalize
+    assert normalizes(PrecompRegionEncoder(img_dim=5, embed_dim=8)) and not normalizes(torch.nn.Linear(2, 2))
+    g = build_visual_graph(torch.randn(4, 5), boxes=torch.tensor([[0., 0, 2, 2], [1, 1, 3, 3], [5, 5, 6, 6], [0, 4, 1, 6]]),
+                           image_size=(10, 10), edges="knn", k=2)
+    out = enc(collate_graphs([g]))
+    torch.testing.assert_close(out.x[out.mask].norm(dim=-1), torch.ones(4))
