@@ -107,7 +107,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -128,9 +128,10 @@ __all__ = ["GSMN", "GSMNConfig", "WeightNormLinear", "GSMNVisualStructure", "GSM
 NEIGHBOURHOODS = ("messages", "released")
 TEXT_GRAPH_MODES = ("sparse", "dense")
 VISUAL_WEIGHTS = ("auto", "polar", "uniform")
-#: Largest ``images x captions x (regions + words) x embed_dim`` block of attended vectors computed at
-#: once (the image axis is cut into chunks to stay under it; 2**26 float32 values are 256 MiB).
-MAX_BLOCK_ELEMENTS = 1 << 26
+#: Largest ``num_block x images x regions x captions x words`` block of block-wise products computed at
+#: once (the image axis is cut into chunks to stay under it; 2**22 float32 values are 16 MiB: small
+#: chunks keep the products in cache while they are reduced, which is faster than larger ones).
+MAX_BLOCK_ELEMENTS = 1 << 22
 _EPS = 1e-8
 
 
@@ -326,6 +327,63 @@ class GSMNTextualStructure(_NodeScorer):
         return self.node_mean(h, mask[None])
 
 
+class _CaptionBlocks(NamedTuple):
+    """Caption-side quantities of :func:`_node_level`, computed once per score call."""
+
+    u: Tensor  # [C, L, D] words, zero at padding
+    mask: Tensor  # [C, L]
+    ubt: Tensor  # [B, s, C*L] blocks of every word
+    gram: Tensor  # [C, L, B*L] per-caption block Gram, gram[c, l, b*L + l'] = u_l^(b) . u_l'^(b)
+    sq: Tensor  # [C, L, B] squared block norms
+
+
+def _caption_blocks(u: Tensor, u_mask: Tensor, num_block: int) -> _CaptionBlocks:
+    c, l, d = u.shape
+    s = d // num_block
+    u = u.masked_fill(~u_mask.unsqueeze(-1), 0.0)
+    ubt = u.reshape(c * l, num_block, s).permute(1, 2, 0)
+    ucb = u.view(c, l, num_block, s).transpose(1, 2)  # [C, B, L, s]
+    gram = torch.matmul(ucb, ucb.transpose(2, 3)).transpose(1, 2).reshape(c, l, num_block * l)
+    return _CaptionBlocks(u, u_mask, ubt, gram, u.view(c, l, num_block, s).pow(2).sum(-1))
+
+
+def _node_level(v: Tensor, v_mask: Tensor, cap: _CaptionBlocks, num_block: int, lambda_softmax: float,
+                eps: float) -> tuple[Tensor, Tensor]:
+    """:func:`gsmn_matching_vectors` for a chunk of images (see there for the maths)."""
+    i, n, d = v.shape
+    c, l = cap.mask.shape
+    nb, s = num_block, d // num_block
+    v = v.masked_fill(~v_mask.unsqueeze(-1), 0.0)
+    p = torch.bmm(v.reshape(i * n, nb, s).transpose(0, 1), cap.ubt)  # [B, I*N, C*L] block products
+    dots = p.sum(0).view(i, n, c, l)
+    pair = v_mask[:, :, None, None] & cap.mask[None, None]  # [I, N, C, L]
+    x = F.leaky_relu(dots, LEAKY_SLOPE).masked_fill(~pair, 0.0)
+    low = torch.finfo(x.dtype).min
+    # regions attend to words (l2 norm over the regions), words attend to regions (l2 norm over the words)
+    alpha = torch.softmax((lambda_softmax * l2norm(x, dim=1, eps=eps)).masked_fill(~pair, low), dim=3)
+    alpha = alpha.masked_fill(~pair, 0.0)
+    beta = torch.softmax((lambda_softmax * l2norm(x, dim=3, eps=eps)).masked_fill(~pair, low), dim=1)
+    beta = beta.masked_fill(~pair, 0.0)
+    # numerators v_r^(b) . a_r^(b) = sum_w alpha_rw P_b[r, w] and u_w^(b) . a'_w^(b) = sum_r beta_wr P_b[r, w]
+    num_v = torch.einsum("bxl,xl->xb", p.view(nb, i * n * c, l), alpha.reshape(i * n * c, l)).view(i, n, c, nb)
+    num_u = (p.view(nb, i, n, c * l) * beta.view(1, i, n, c * l)).sum(2)  # [B, I, C*L]
+    # squared norms of the attended blocks: alpha_r^T G_c^(b) alpha_r and beta_w^T H_i^(b) beta_w
+    al = alpha.permute(2, 0, 1, 3).reshape(c, i * n, l)
+    sq_av = torch.einsum("xbl,xl->xb", torch.bmm(al, cap.gram).view(c * i * n, nb, l), al.reshape(c * i * n, l))
+    vib = v.view(i, n, nb, s).transpose(1, 2)  # [I, B, N, s]
+    h = torch.matmul(vib, vib.transpose(2, 3)).transpose(1, 2).reshape(i, n, nb * n)  # [I, N, B*N]
+    bl = beta.permute(0, 2, 3, 1).reshape(i, c * l, n)
+    sq_au = torch.einsum("ybn,yn->yb", torch.bmm(bl, h).view(i * c * l, nb, n), bl.reshape(i * c * l, n))
+    sq_v = v.view(i, n, nb, s).pow(2).sum(-1)  # [I, N, B]
+    # cos = <q, a> / max(|q| |a|, eps) = <q, a> / sqrt(max(|q|^2 |a|^2, eps^2)) (the Gram forms can round
+    # slightly below 0: the clamp covers it, and keeps the gradient finite where |a| = 0, i.e. at padding)
+    den_v = (sq_v[:, None] * sq_av.view(c, i, n, nb).transpose(0, 1)).clamp(min=eps * eps).sqrt()  # [I, C, N, B]
+    m_v = num_v.transpose(1, 2) / den_v
+    den_u = (cap.sq[None] * sq_au.view(i, c, l, nb)).clamp(min=eps * eps).sqrt()  # [I, C, L, B]
+    m_u = num_u.permute(1, 2, 0).reshape(i, c, l, nb) / den_u
+    return m_v, m_u
+
+
 def gsmn_matching_vectors(v: Tensor, v_mask: Tensor, u: Tensor, u_mask: Tensor, *, num_block: int,
                           lambda_softmax: float, eps: float = _EPS) -> tuple[Tensor, Tensor]:
     """Node-level matching of every image with every caption (see the module docstring).
@@ -339,34 +397,7 @@ def gsmn_matching_vectors(v: Tensor, v_mask: Tensor, u: Tensor, u_mask: Tensor, 
     Returns:
         ``(m_regions [I, C, N, B], m_words [I, C, L, B])``; zero at padding.
     """
-    i, n, d = v.shape
-    c, l, _ = u.shape
-    s = d // num_block
-    v = v.masked_fill(~v_mask.unsqueeze(-1), 0.0)
-    u = u.masked_fill(~u_mask.unsqueeze(-1), 0.0)
-    pair = v_mask[:, :, None, None] & u_mask[None, None]  # [I, N, C, L]
-    dots = torch.matmul(v.reshape(i * n, d), u.reshape(c * l, d).t()).view(i, n, c, l)
-    x = F.leaky_relu(dots, LEAKY_SLOPE).masked_fill(~pair, 0.0)
-    low = torch.finfo(x.dtype).min
-    # regions attend to words (l2 norm over the regions), words attend to regions (l2 norm over the words)
-    alpha = torch.softmax((lambda_softmax * l2norm(x, dim=1, eps=eps)).masked_fill(~pair, low), dim=3)
-    alpha = alpha.masked_fill(~pair, 0.0)
-    beta = torch.softmax((lambda_softmax * l2norm(x, dim=3, eps=eps)).masked_fill(~pair, low), dim=1)
-    beta = beta.masked_fill(~pair, 0.0)
-    vb = v.view(i, n, num_block, s)
-    ub = u.view(c, l, num_block, s)
-    # attended words of every region, per caption: [C, I * N, D] -> block-wise cosine with the region
-    a_v = torch.bmm(alpha.permute(2, 0, 1, 3).reshape(c, i * n, l), u).view(c, i, n, num_block, s)
-    m_v = _block_cosine(vb.unsqueeze(0), a_v, eps).permute(1, 0, 2, 3)
-    # attended regions of every word, per image: [I, C * L, D] -> block-wise cosine with the word
-    a_u = torch.bmm(beta.permute(0, 2, 3, 1).reshape(i, c * l, n), v).view(i, c, l, num_block, s)
-    m_u = _block_cosine(ub.unsqueeze(0), a_u, eps)
-    return m_v, m_u
-
-
-def _block_cosine(q: Tensor, a: Tensor, eps: float) -> Tensor:
-    """``<q, a> / max(||q|| ||a||, eps)`` over the last axis (the released ``cosine_similarity``)."""
-    return (q * a).sum(-1) / (torch.linalg.vector_norm(q, dim=-1) * torch.linalg.vector_norm(a, dim=-1)).clamp(min=eps)
+    return _node_level(v, v_mask, _caption_blocks(u, u_mask, num_block), num_block, lambda_softmax, eps)
 
 
 @MATCHERS.register("gsmn", config=GSMNConfig)
@@ -444,13 +475,12 @@ class GSMN(Matcher):
                                                                   lambda_softmax=self.lambda_softmax)
         n_img, n, _ = img.x.shape
         n_cap, l, _ = cap.x.shape
-        per_image = max(1, n_cap * (n + l) * self.embed_dim)
-        step = max(1, MAX_BLOCK_ELEMENTS // per_image)
+        step = max(1, MAX_BLOCK_ELEMENTS // max(1, self.num_block * n * n_cap * l))
+        blocks = _caption_blocks(cap.x, cap.mask, self.num_block)  # once for all image chunks
         rows = []
-        for start in range(0, n_img, step):  # image chunks bound the memory; all captions at once
+        for start in range(0, n_img, step):  # image chunks bound the memory (and stay in cache); all captions at once
             sl = slice(start, start + step)
-            m_v, m_u = gsmn_matching_vectors(img.x[sl], img.mask[sl], cap.x, cap.mask, num_block=self.num_block,
-                                             lambda_softmax=self.lambda_softmax)
+            m_v, m_u = _node_level(img.x[sl], img.mask[sl], blocks, self.num_block, self.lambda_softmax, _EPS)
             rows.append(self.visual(m_v, w_img[sl], img.mask[sl], released=released)
                         + self.textual(m_u, w_cap, cap.mask, released=released))
         if not rows:
