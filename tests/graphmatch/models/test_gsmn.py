@@ -207,6 +207,55 @@ def test_message_passing_makes_the_visual_score_read_the_geometry():
         assert not torch.equal(mm.visual(base, w[:1], one, released=False), mm.visual(other, w[:1], one, released=False))
 
 
+def direct_matching_vectors(v, v_mask, u, u_mask, num_block, lam, eps=1e-8):
+    """Node-level matching with the attended vectors formed explicitly, pair by pair:
+    ``a_r = sum_w alpha_rw u_w`` and ``cos(v_r^(b), a_r^(b)) = <v, a> / max(|v| |a|, eps)`` per block."""
+    m_v = torch.zeros(len(v), len(u), v.size(1), num_block, dtype=v.dtype)
+    m_u = torch.zeros(len(v), len(u), u.size(1), num_block, dtype=v.dtype)
+
+    def cos(q, a):  # [n, D], [n, D] -> [n, B]
+        q, a = q.view(len(q), num_block, -1), a.view(len(a), num_block, -1)
+        return (q * a).sum(-1) / (q.norm(dim=-1) * a.norm(dim=-1)).clamp(min=eps)
+
+    for i in range(len(v)):
+        vi = v[i][v_mask[i]]
+        for c in range(len(u)):
+            uc = u[c][u_mask[c]]
+            x = torch.nn.functional.leaky_relu(vi @ uc.t(), 0.1)  # [n, l]
+            alpha = torch.softmax(lam * x / (x.norm(dim=0, keepdim=True) + eps), dim=1)
+            beta = torch.softmax(lam * x / (x.norm(dim=1, keepdim=True) + eps), dim=0)
+            m_v[i, c, v_mask[i]] = cos(vi, alpha @ uc)
+            m_u[i, c, u_mask[c]] = cos(uc, beta.t() @ vi)
+    return m_v, m_u
+
+
+def test_matching_vectors_from_block_products_and_grams_equal_the_attended_vectors():
+    """gsmn_matching_vectors never forms the attended vectors (block-wise products and Gram
+    matrices instead): values and gradients equal the explicit formulation, zero at padding, with
+    unnormalised nodes and a block that is zero in every word of a caption (|a^(b)| = 0)."""
+    from graphmatch.models.gsmn import gsmn_matching_vectors
+
+    g = torch.Generator().manual_seed(11)
+    img, _ = image_batch()
+    cap = caption_batch()
+    v = (img.x * (0.5 + 2 * torch.rand(img.x.shape[:2] + (1,), generator=g))).requires_grad_()
+    u0 = cap.x * (0.5 + 2 * torch.rand(cap.x.shape[:2] + (1,), generator=g))
+    u0[1, :, : D // B] = 0.0  # caption 1: block 0 is zero in every word
+    u = u0.requires_grad_()
+    m_v, m_u = gsmn_matching_vectors(v, img.mask, u, cap.mask, num_block=B, lambda_softmax=LAM)
+    r_v, r_u = direct_matching_vectors(v, img.mask, u, cap.mask, B, LAM)
+    torch.testing.assert_close(m_v, r_v, rtol=0, atol=1e-5)
+    torch.testing.assert_close(m_u, r_u, rtol=0, atol=1e-5)
+    assert m_v.transpose(1, 2)[~img.mask].abs().sum() == 0 and m_u[:, ~cap.mask].abs().sum() == 0
+    assert m_v[:, 1, :, 0].abs().sum() == 0  # cos with a zero attended block is 0, as in the direct form
+    w_v, w_u = torch.randn(m_v.shape, generator=g), torch.randn(m_u.shape, generator=g)
+    grads = torch.autograd.grad((m_v * w_v).sum() + (m_u * w_u).sum(), (v, u))
+    refs = torch.autograd.grad((r_v * w_v).sum() + (r_u * w_u).sum(), (v, u))
+    for got, ref in zip(grads, refs):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)  # gradients of order 10
+
+
 # ------------------------------------------------------------------------------------- contract
 @pytest.mark.parametrize("neighbourhood", ["messages", "released"])
 def test_padding_of_regions_and_words_never_changes_a_score(neighbourhood):
