@@ -81,8 +81,9 @@ Deviations from the released code (besides ``messages``):
   (``num_block``), which the released code requires to be equal.
 * one batched computation over padded tensors instead of a Python loop per caption over exactly
   sliced ones (scores agree to float rounding; :func:`graphmatch.testing.reference.gsmn_caption_loop`
-  is the loop): the attended vectors of all pairs come from one batched product per caption (region
-  side) and per image (word side), the images cut into chunks that bound the memory; a caption with
+  is the loop): the attended vectors are never formed (:func:`gsmn_matching_vectors` computes the
+  cosines from block-wise products and Gram matrices, which is the same function with about a
+  quarter of the memory traffic), the images cut into chunks that bound the memory; a caption with
   one word or an image with one region works (the released ``.squeeze()`` drops those axes).
 
 Released parameter names (``i2t_match_G`` / ``t2i_match_G`` of a released checkpoint, the third and
@@ -386,7 +387,29 @@ def _node_level(v: Tensor, v_mask: Tensor, cap: _CaptionBlocks, num_block: int, 
 
 def gsmn_matching_vectors(v: Tensor, v_mask: Tensor, u: Tensor, u_mask: Tensor, *, num_block: int,
                           lambda_softmax: float, eps: float = _EPS) -> tuple[Tensor, Tensor]:
-    """Node-level matching of every image with every caption (see the module docstring).
+    r"""Node-level matching of every image with every caption (see the module docstring).
+
+    The attended vectors ``a_r = sum_w alpha_rw u_w`` (``[I, C, N, D]``) and ``a'_w = sum_r beta_wr
+    v_r`` are never formed. With the block-wise products ``P_b[r, w] = v_r^(b) . u_w^(b)`` of all
+    regions of an image chunk with all words of all captions (one batched product over the blocks,
+    ``[B, I N, C L]``, kept small enough to stay in cache):
+
+    .. math::
+
+        v_r^\top u_w = \sum_b P_b[r, w] \;(\text{attention logits}), \qquad
+        v_r^{(b)} \cdot a_r^{(b)} = \sum_w \alpha_{rw} P_b[r, w], \qquad
+        u_w^{(b)} \cdot a'^{(b)}_w = \sum_r \beta_{wr} P_b[r, w],
+
+        \lVert a_r^{(b)} \rVert^2 = \alpha_r^\top G_c^{(b)} \alpha_r, \qquad
+        \lVert a'^{(b)}_w \rVert^2 = \beta_w^\top H_i^{(b)} \beta_w
+
+    with ``G_c^(b)`` the block Gram of caption ``c``'s words (``L x L``) and ``H_i^(b)`` that of image
+    ``i``'s regions (``N x N``); the quadratic forms are batched products followed by batched dot
+    products. The cosine ``<q, a> / max(|q| |a|, eps)`` (the released ``cosine_similarity``) is
+    computed as ``<q, a> / sqrt(max(|q|^2 |a|^2, eps^2))``: the same value (the Gram forms may round
+    slightly below zero, which the clamp covers), with a finite gradient where ``|a| = 0`` (at
+    padding). Per pair this reads ``B L`` (region side) and ``B N`` (word side) products instead of
+    ``D``-d attended vectors.
 
     Args:
         v: region vectors ``[I, N, D]``; v_mask: bool ``[I, N]``.
