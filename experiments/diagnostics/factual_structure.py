@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -250,20 +249,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.out_dir is None:
         ap.error("--table needs --out-dir")
     names = [n.strip() for n in args.table.split(",") if n.strip()]
-    rows: List[Tuple[str, Any]] = []
-    for name in names:
-        try:
-            report = run(args.train, args.eval, name, **common)
-        except (ValueError, KeyError, NotImplementedError) as e:  # e.g. a matcher not registered or not buildable here
-            log.error("%s: %s", name, e)
-            rows.append((name, f"not run: {str(e)[:160]}".replace("|", "/").replace("\n", " ")))
-            continue
-        atomic_write_json(args.out_dir / f"{name}.json", report)
-        rows.append((name, report))
-    table = markdown_table(rows)
-    os.makedirs(args.out_dir, exist_ok=True)
-    (args.out_dir / "table.md").write_text(table + "\n", encoding="utf-8")
-    print(table)
+    print(st.run_table(names, lambda name: run(args.train, args.eval, name, **common), markdown_table, args.out_dir))
     return 0
 
 

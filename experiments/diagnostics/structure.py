@@ -25,7 +25,9 @@ same batch, so the twins of a bag-of-nodes model get bit-identical node embeddin
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -49,7 +51,7 @@ from graphmatch.utils.progress import progress
 log = logging.getLogger(__name__)
 
 __all__ = ["PRESETS", "BASE_OVERRIDES", "DEFAULT_TIE_TOL", "build_config", "PairData", "train_matcher",
-           "encode_all", "retrieval_report", "case_scores", "winoground", "swap_report"]
+           "encode_all", "retrieval_report", "case_scores", "winoground", "swap_report", "run_table"]
 
 #: Defaults of the structure tests over the package's config defaults (small enough for a CPU run).
 BASE_OVERRIDES: Tuple[str, ...] = (
@@ -239,3 +241,26 @@ def swap_report(model: Any, cases: Dict[str, Tuple[List[Tuple[Any, Any]], List[T
         out[kind] = winoground(scores, tie_tol=tie_tol)
     return out
 
+
+
+def run_table(names: Sequence[str], run_one: Callable[[str], Dict[str, Any]],
+              table: Callable[[Sequence[Tuple[str, Any]]], str], out_dir: Path) -> str:
+    """Run ``run_one(name)`` for each matcher ``name`` in turn, write ``<out_dir>/<name>.json`` as
+    each finishes and ``<out_dir>/table.md`` at the end; returns the table. A matcher that cannot be
+    built here (not registered, graphs it cannot read) is a row saying why, not a failed table."""
+    from graphmatch.utils.atomic import atomic_write_json
+
+    rows: List[Tuple[str, Any]] = []
+    for name in names:
+        try:
+            report = run_one(name)
+        except (ValueError, KeyError, NotImplementedError) as e:
+            log.error("%s: %s", name, e)
+            rows.append((name, f"not run: {str(e)[:160]}".replace("|", "/").replace("\n", " ")))
+            continue
+        atomic_write_json(Path(out_dir) / f"{name}.json", report)
+        rows.append((name, report))
+    text = table(rows)
+    os.makedirs(out_dir, exist_ok=True)
+    (Path(out_dir) / "table.md").write_text(text + "\n", encoding="utf-8")
+    return text

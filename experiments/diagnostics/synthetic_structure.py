@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -204,20 +203,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.out_dir is None:
         ap.error("--table needs --out-dir")
-    rows: List[Tuple[str, Any]] = []
-    for name in [n.strip() for n in args.table.split(",") if n.strip()]:
-        try:
-            report = run(args.root, name, **common)
-        except (ValueError, KeyError, NotImplementedError) as e:
-            log.error("%s: %s", name, e)
-            rows.append((name, f"not run: {str(e)[:160]}".replace("|", "/").replace("\n", " ")))
-            continue
-        atomic_write_json(args.out_dir / f"{name}.json", report)
-        rows.append((name, report))
-    table = synthetic_table(rows)
-    os.makedirs(args.out_dir, exist_ok=True)
-    (args.out_dir / "table.md").write_text(table + "\n", encoding="utf-8")
-    print(table)
+    names = [n.strip() for n in args.table.split(",") if n.strip()]
+    print(st.run_table(names, lambda name: run(args.root, name, **common), synthetic_table, args.out_dir))
     return 0
 
 
