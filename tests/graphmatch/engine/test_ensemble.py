@@ -22,7 +22,9 @@ CONFIG = REPO / "graphmatch" / "configs" / "scan_synthetic.yaml"
 
 
 def _train(root: Path, out: Path, seed: int) -> Path:
-    args = ["train", str(CONFIG), "--set", f"data.root={root}", "--set", f"output_dir={out}",
+    # data.name=precomp: read the session's tiny set as it is (the synthetic data set would regenerate it
+    # with the config's sizes)
+    args = ["train", str(CONFIG), "--set", f"data.root={root}", "--set", "data.name=precomp", "--set", f"output_dir={out}",
             "--set", "model.embed_dim=16", "--set", "model.text.word_dim=8", "--set", "train.batch_size=32",
             "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=3", "--set", "train.device=cpu",
             "--set", "train.log_every=0", "--set", f"train.seed={seed}", "--quiet"]
