@@ -17,20 +17,11 @@ from graphmatch.data.precomp import DataError  # noqa: E402
 from graphmatch.structures import SceneGraph, SGAttribute, SGObject, SGRelation, merge_instances  # noqa: E402
 from graphmatch.utils.atomic import file_sha256  # noqa: E402
 from graphmatch.utils.jsonl import JSONLError  # noqa: E402
-from parsers import SceneGraphParser  # noqa: E402
 from parsers.benchmark import canonical_graph, load_pairs, run_ours, structure_pairs  # noqa: E402
 from parsers.rules import doc_to_scene_graph  # noqa: E402
 
 PAIRS = Path(__file__).resolve().parents[1] / "fixtures" / "structure_pairs.jsonl"
 _VOCAB = spacy.blank("en").vocab
-
-
-@pytest.fixture(scope="module")
-def parser():
-    try:
-        return SceneGraphParser()
-    except OSError as e:
-        pytest.skip(f"no spaCy English model: {e}")
 
 
 def make_doc(tokens):

@@ -10,14 +10,6 @@ from graphmatch.structures import SceneGraph  # noqa: E402
 from parsers import SceneGraphParser  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def parser():
-    try:
-        return SceneGraphParser()
-    except OSError as e:
-        pytest.skip(f"no spaCy English model: {e}")
-
-
 # caption -> (relations that must be present, attributes that must be present)
 CASES = {
     "man riding a horse": ({("man", "ride", "horse")}, set()),
