@@ -41,13 +41,14 @@ def build_matcher(cfg: Any, *, img_dim: int, vocab: Any, recipe: Any = None, pre
         from graphmatch.graphs import check_recipe
 
         check_recipe(needs, recipe, name if isinstance(name, str) else cls.__name__)
+    edge_dim = _visual_edge_dim(recipe)
     image_encoder = build_encoder(cfg.image, embed_dim=cfg.embed_dim, img_dim=img_dim, pretrained=pretrained,
-                                  gnn=cfg.image_gnn, edge_dim=_visual_edge_dim(recipe))
+                                  gnn=cfg.image_gnn, edge_dim=edge_dim)
     text_encoder = build_encoder(cfg.text, embed_dim=cfg.embed_dim, vocab=vocab, pretrained=pretrained,
                                  gnn=cfg.text_gnn, edge_dim=None, span_pool=_span_pool(cfg, needs, recipe))
     kwargs = cfg.matcher.kwargs()
     kwargs.update(accepted_kwargs(cls, {"image_encoder": image_encoder, "text_encoder": text_encoder,
-                                        "embed_dim": cfg.embed_dim, "edge_dim": _visual_edge_dim(recipe)}))
+                                        "embed_dim": cfg.embed_dim, "edge_dim": edge_dim}))
     return cls(**kwargs)
 
 
